@@ -1,0 +1,1 @@
+//! Local Foundry datasets API.

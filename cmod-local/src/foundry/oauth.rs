@@ -1,0 +1,1 @@
+//! Local Foundry OAuth2 (multipass) token endpoint.

@@ -1,0 +1,1 @@
+//! The local compute-module runtime (functions mode).

@@ -1,0 +1,1 @@
+//! The compute-module runtime client: get job, post result, post schemas, restart notification.

@@ -1,0 +1,1 @@
+//! Service discovery (`FOUNDRY_SERVICE_DISCOVERY_V2`).

@@ -1,0 +1,1 @@
+//! An authenticated HTTP client for Foundry APIs.

@@ -1,0 +1,1 @@
+//! The embedded local runtime (`CMOD_LOCAL=1`).

@@ -1,0 +1,1 @@
+//! Logging: SLS JSON lines in Foundry, a readable format locally.

@@ -1,0 +1,1 @@
+//! Pipeline mode: `#[pipeline]`, the alias map, dataset/stream/media-set handles.

@@ -1,0 +1,1 @@
+//! Sources: mounted credentials (`SOURCE_CREDENTIALS`, `SOURCE_CONFIGURATIONS_PATH`) and REST source clients.
