@@ -185,9 +185,10 @@ pub fn read_ca_file(var: &'static str, path: &Path) -> Result<TrustedCa, Problem
 }
 
 impl RuntimeConfig {
-    /// Reads the process environment.
+    /// Reads the environment (the process environment, plus the local-mode overlay of
+    /// [`crate::env`]).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(&|name| std::env::var(name).ok())
+        Self::from_lookup(crate::env::lookup())
     }
 
     /// Reads configuration through `lookup` (a variable name → value function), so tests and

@@ -6,6 +6,7 @@ mod client;
 pub mod config;
 pub mod context;
 pub mod discovery;
+pub mod env;
 pub mod error;
 pub mod foundry;
 pub mod invoke;
