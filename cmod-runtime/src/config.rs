@@ -365,7 +365,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn lookup(map: &HashMap<&str, String>) -> impl Fn(&str) -> Option<String> + '_ {
+    fn lookup<'a>(map: &'a HashMap<&'a str, String>) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| map.get(k).cloned()
     }
 

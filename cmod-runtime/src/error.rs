@@ -5,7 +5,10 @@ use crate::registry::RegistryError;
 
 /// Everything that can stop a module. Each variant's message names the environment variable,
 /// file, alias or function involved and says what to do.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same text as `Display` plus the chain of causes, so a `main` returning
+/// `Result<(), cmod_runtime::Error>` exits with a readable message.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The environment does not describe a usable Foundry runtime.
@@ -20,6 +23,9 @@ pub enum Error {
     /// The local runtime could not be started.
     #[error("local runtime: {0}")]
     Local(String),
+    /// The command line was used wrongly.
+    #[error("{0}")]
+    Usage(String),
     /// An I/O error outside any request (for example writing to stdout).
     #[error("{context}: {source}")]
     Io {
@@ -33,3 +39,18 @@ pub enum Error {
 
 /// `Result<T, cmod_runtime::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !self.to_string().contains(&text) {
+                write!(f, "\n  caused by: {text}")?;
+            }
+            source = s.source();
+        }
+        Ok(())
+    }
+}

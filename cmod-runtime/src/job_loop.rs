@@ -1,1 +1,424 @@
-//! The functions-mode job loop.
+//! The functions-mode job loop (PROTOCOL §3): post schemas, send the restart notification, then
+//! long-poll for jobs — one poll at a time, and only while a concurrency slot is free — and run
+//! each job on its own task, posting exactly one result for it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::client::{ClientError, Delivery, Job, Polled, RuntimeClient};
+use crate::config::RuntimeConfig;
+use crate::context::Context;
+use crate::invoke::{ErrorKind, JobError, Output};
+use crate::registry::Registry;
+
+/// Default time in-flight jobs get to finish after SIGTERM/SIGINT. Kubernetes waits 30 s by
+/// default before killing the container; this leaves room to post the results.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(25);
+/// Environment variable overriding the grace period, in seconds.
+pub const GRACE_PERIOD_VAR: &str = "CMOD_SHUTDOWN_GRACE_SECS";
+/// How long an interrupted poll may still complete during shutdown (a job it brings is run).
+const POLL_DRAIN: Duration = Duration::from_secs(2);
+/// How long jobs that missed the grace period get to post their error results.
+const ERROR_POST_DRAIN: Duration = Duration::from_secs(10);
+
+/// Capped exponential backoff: `initial`, doubling, never above `max`.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            next: initial,
+        }
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+/// Serves registered functions against a compute-module runtime.
+///
+/// [`crate::run`] builds one from the environment; build one yourself to choose the registry,
+/// the configuration or the shutdown signal (tests do).
+#[derive(Debug)]
+pub struct FunctionsRuntime {
+    config: RuntimeConfig,
+    registry: Registry,
+    grace_period: Duration,
+    poll_backoff: (Duration, Duration),
+}
+
+impl FunctionsRuntime {
+    /// A runtime for `registry` speaking to the runtime described by `config`.
+    pub fn new(config: RuntimeConfig, registry: Registry) -> Self {
+        let grace_period = crate::env::var(GRACE_PERIOD_VAR)
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(DEFAULT_GRACE_PERIOD);
+        Self {
+            config,
+            registry,
+            grace_period,
+            poll_backoff: (Duration::from_millis(100), Duration::from_secs(5)),
+        }
+    }
+
+    /// How long in-flight jobs may run after shutdown starts (default 25 s, or
+    /// `CMOD_SHUTDOWN_GRACE_SECS`). Jobs still running after it get a `Shutdown` error result.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
+        self
+    }
+
+    /// The backoff between failed polls: starts at `initial`, doubles, capped at `max`
+    /// (default 100 ms → 5 s).
+    pub fn poll_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.poll_backoff = (initial, max.max(initial));
+        self
+    }
+
+    /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run(self) -> crate::Result<()> {
+        self.run_until(crate::shutdown_signal()).await
+    }
+
+    /// Runs until `shutdown` completes, then stops polling, lets in-flight jobs finish within
+    /// the grace period, posts their results and returns.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> crate::Result<()> {
+        let client = RuntimeClient::new(&self.config)?;
+        let schemas = self
+            .registry
+            .schemas()
+            .map_err(crate::registry::RegistryError::from)?;
+        let schemas = serde_json::to_vec(&schemas)
+            .map_err(|e| crate::Error::Runtime(format!("cannot encode the schemas: {e}")))?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (hard_tx, hard_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            client,
+            registry: self.registry,
+            stop: stop_rx,
+            hard_stop: hard_rx,
+        });
+        tokio::pin!(shutdown);
+
+        tracing::info!(
+            functions = shared.registry.len(),
+            max_concurrent_tasks = self.config.max_concurrent_tasks,
+            "starting compute module"
+        );
+        let startup = async {
+            post_schemas(&shared.client, Bytes::from(schemas)).await;
+            restart_notification(&shared.client).await;
+        };
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => {
+                tracing::info!("shutdown requested during startup");
+                return Ok(());
+            }
+            _ = startup => {}
+        }
+
+        let slots = Arc::new(Semaphore::new(self.config.max_concurrent_tasks));
+        let mut jobs = JoinSet::new();
+        let mut backoff = Backoff::new(self.poll_backoff.0, self.poll_backoff.1);
+        let mut connected = false;
+        let mut shutting_down = false;
+        while !shutting_down {
+            let permit = tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let poll = shared.client.poll();
+            tokio::pin!(poll);
+            let polled = tokio::select! {
+                biased;
+                _ = &mut shutdown => {
+                    // Let a poll already under way finish briefly: a job it brings is run.
+                    shutting_down = true;
+                    match tokio::time::timeout(POLL_DRAIN, &mut poll).await {
+                        Ok(r) => r,
+                        Err(_) => break,
+                    }
+                }
+                r = &mut poll => r,
+            };
+            match polled {
+                Ok(Polled::Job(job)) => {
+                    connected = true;
+                    backoff.reset();
+                    let shared = Arc::clone(&shared);
+                    jobs.spawn(async move {
+                        run_job(&shared, job).await;
+                        drop(permit);
+                    });
+                }
+                Ok(Polled::Malformed { job_id, error }) => {
+                    connected = true;
+                    backoff.reset();
+                    tracing::error!(job_id = %job_id, "undecodable job envelope: {error}");
+                    let shared = Arc::clone(&shared);
+                    jobs.spawn(async move {
+                        let e = JobError::new(
+                            ErrorKind::InvalidInput,
+                            format!("invalid job envelope: {error}"),
+                        );
+                        shared.client.deliver(&job_id, Err(e)).await;
+                        drop(permit);
+                    });
+                }
+                Ok(Polled::Empty) => {
+                    connected = true;
+                    backoff.reset();
+                }
+                Err(e) => {
+                    drop(permit);
+                    log_poll_error(&e, connected);
+                    if shutting_down {
+                        break;
+                    }
+                    let delay = backoff.next_delay();
+                    tokio::select! {
+                        biased;
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+            while jobs.try_join_next().is_some() {}
+        }
+
+        // Graceful shutdown: no more polls; tell running functions; wait for them.
+        let _ = stop_tx.send(true);
+        let in_flight = jobs.len();
+        if in_flight > 0 {
+            tracing::info!(
+                in_flight,
+                grace_period_secs = self.grace_period.as_secs_f64(),
+                "shutting down: waiting for in-flight jobs"
+            );
+        } else {
+            tracing::info!("shutting down");
+        }
+        let drained = tokio::time::timeout(self.grace_period, drain(&mut jobs)).await;
+        if drained.is_err() {
+            tracing::warn!(
+                remaining = jobs.len(),
+                "grace period over: posting Shutdown errors for unfinished jobs"
+            );
+            let _ = hard_tx.send(true);
+            if tokio::time::timeout(ERROR_POST_DRAIN, drain(&mut jobs))
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    remaining = jobs.len(),
+                    "jobs still unfinished after posting errors; abandoning them"
+                );
+                jobs.abort_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn drain(jobs: &mut JoinSet<()>) {
+    while jobs.join_next().await.is_some() {}
+}
+
+fn log_poll_error(e: &ClientError, connected: bool) {
+    match e {
+        ClientError::Status {
+            status: 401 | 403, ..
+        } => tracing::error!(
+            "the runtime rejected this module's credentials ({e}); check the MODULE_AUTH_TOKEN file"
+        ),
+        // Connection refused right after container start is expected (PROTOCOL §3.1).
+        _ if e.is_connect() && !connected => tracing::debug!("runtime not reachable yet: {e}"),
+        _ => tracing::warn!("{e}"),
+    }
+}
+
+struct Shared {
+    client: RuntimeClient,
+    registry: Registry,
+    stop: watch::Receiver<bool>,
+    hard_stop: watch::Receiver<bool>,
+}
+
+async fn run_job(shared: &Shared, job: Job) {
+    let span = tracing::info_span!("job", job_id = %job.job_id, function = %job.query_type);
+    async {
+        let started = std::time::Instant::now();
+        let outcome = execute(shared, &job, span.clone()).await;
+        let kind = outcome.as_ref().err().map(JobError::kind);
+        let delivery = shared.client.deliver(&job.job_id, outcome).await;
+        match (kind, delivery) {
+            (None, Delivery::Result) => tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "job succeeded"
+            ),
+            (Some(kind), Delivery::Error) => tracing::info!(error_kind = %kind, "job failed"),
+            (_, Delivery::Replaced) => tracing::warn!("job result replaced by a delivery error"),
+            (_, Delivery::Lost) => tracing::error!("job result could not be delivered"),
+            _ => {}
+        }
+    }
+    .instrument(span.clone())
+    .await
+}
+
+async fn execute(shared: &Shared, job: &Job, span: tracing::Span) -> Result<Output, JobError> {
+    let Some(def) = shared.registry.get(&job.query_type) else {
+        let known: Vec<&str> = shared.registry.functions().iter().map(|d| d.name).collect();
+        return Err(JobError::new(
+            ErrorKind::UnknownFunction,
+            format!(
+                "this module has no function named `{}`; it has: {}",
+                job.query_type,
+                known.join(", ")
+            ),
+        ));
+    };
+    let ctx = Context::builder(job.job_id.clone())
+        .function_name(job.query_type.clone())
+        .user_id(job.user_id.clone())
+        .auth_header(job.auth_header.clone())
+        .temporary_credentials_token(job.temporary_credentials_auth_token.clone())
+        .shutdown_signal(shared.stop.clone())
+        .build();
+    let call = (def.call)(ctx, job.query.clone());
+    // Run the call on its own task: a panic there is caught as a JoinError, never reaching the
+    // loop.
+    let handle = tokio::spawn(call.instrument(span));
+    let abort = handle.abort_handle();
+    let mut hard_stop = shared.hard_stop.clone();
+    tokio::select! {
+        joined = handle => match joined {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => Err(JobError::new(ErrorKind::Panic, format!("the function panicked: {}", panic_message(e.into_panic())))),
+            Err(_) => Err(shutdown_error()),
+        },
+        _ = hard_stop.wait_for(|s| *s) => {
+            abort.abort();
+            Err(shutdown_error())
+        }
+    }
+}
+
+fn shutdown_error() -> JobError {
+    JobError::new(
+        ErrorKind::Shutdown,
+        "the module shut down before the function finished",
+    )
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_owned()
+    }
+}
+
+/// Posts the schemas, retrying connection errors with capped backoff (about 30 s in all).
+async fn post_schemas(client: &RuntimeClient, body: Bytes) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    for attempt in 1..=10 {
+        match client.post_schemas(body.clone()).await {
+            Ok(true) => {
+                tracing::info!("function schemas posted");
+                return;
+            }
+            Ok(false) => return,
+            Err(e) if e.is_transient() && attempt < 10 => {
+                if e.is_connect() {
+                    tracing::debug!("runtime not reachable yet, retrying schema post: {e}");
+                } else {
+                    tracing::warn!("retrying schema post: {e}");
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => {
+                tracing::error!(
+                    "could not post the function schemas (functions may not appear in Foundry): {e}"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Sends the restart notification (when configured) and logs the jobs the runtime dropped.
+async fn restart_notification(client: &RuntimeClient) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+    for attempt in 1..=5 {
+        match client.restart_notification().await {
+            Ok(None) => return,
+            Ok(Some(ids)) if ids.is_empty() => {
+                tracing::info!("restart notification sent; no stale jobs");
+                return;
+            }
+            Ok(Some(ids)) => {
+                tracing::warn!(removed_jobs = %ids.join(","), "restart notification: the runtime dropped {} stale job(s)", ids.len());
+                return;
+            }
+            Err(e) if e.is_transient() && attempt < 5 => {
+                tracing::debug!("retrying restart notification: {e}");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => {
+                tracing::warn!("restart notification failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let got: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(got, vec![100, 200, 350, 350, 350]);
+        b.reset();
+        assert_eq!(b.next_delay().as_millis(), 100);
+    }
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        assert_eq!(panic_message(Box::new("boom")), "boom");
+        assert_eq!(panic_message(Box::new(String::from("bang"))), "bang");
+        assert_eq!(panic_message(Box::new(1u8)), "(non-string panic payload)");
+    }
+}

@@ -10,12 +10,13 @@ pub mod env;
 pub mod error;
 pub mod foundry;
 pub mod invoke;
-mod job_loop;
+pub mod job_loop;
 #[cfg(feature = "local")]
 mod local;
 pub mod logging;
 pub mod pipeline;
 pub mod registry;
+mod run;
 pub mod schema;
 pub mod secret;
 pub mod sources;
@@ -26,8 +27,11 @@ pub mod types;
 pub mod __private;
 
 pub use cmod_macros::{compute_function, pipeline};
+pub use config::RuntimeConfig;
 pub use context::Context;
 pub use error::{Error, Result};
 pub use invoke::{ErrorKind, JobError};
+pub use job_loop::FunctionsRuntime;
 pub use registry::{FunctionDef, Registry};
+pub use run::{print_schemas, run, shutdown_signal};
 pub use secret::Secret;

@@ -1,1 +1,310 @@
-//! Logging: SLS JSON lines in Foundry, a readable format locally.
+//! Logging through [`tracing`].
+//!
+//! In Foundry every record is one SLS JSON line on stdout (PROTOCOL §8.2):
+//!
+//! ```json
+//! {"type":"service.1","level":"INFO","time":"2026-01-02T03:04:05.123456Z","origin":"src/main.rs:12",
+//!  "thread":"tokio-runtime-worker","params":{"process_id":"7","job_id":"9a2a…","session_id":"ses-1",
+//!  "function":"add"},"message":"adding","safe":true}
+//! ```
+//!
+//! `job_id` is filled in for everything logged while a job runs — including `tracing` calls in
+//! your own functions. Locally (`CMOD_LOCAL=1`) records are printed in a readable format instead.
+//! The level comes from `CMOD_LOG` or `RUST_LOG` (an [`EnvFilter`] directive such as
+//! `info,my_module=debug`); the default is `info`.
+//!
+//! Fields whose name suggests a secret (`token`, `secret`, `password`, `authorization`,
+//! `auth_header`, `credential`, `client_secret`) are replaced by `<redacted>`, and
+//! [`Secret`](crate::Secret) values print as `<redacted>` anyway.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context as LayerContext, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// How log records are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// SLS JSON lines (Foundry).
+    Sls,
+    /// Human-readable lines (local runs).
+    Pretty,
+}
+
+/// The env filter: `CMOD_LOG`, else `RUST_LOG`, else `info`.
+pub fn env_filter() -> EnvFilter {
+    let directives = crate::env::var("CMOD_LOG")
+        .or_else(|| crate::env::var("RUST_LOG"))
+        .unwrap_or_else(|| "info".to_owned());
+    EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("ignoring invalid log filter `{directives}`: {e}; using `info`");
+        EnvFilter::new("info")
+    })
+}
+
+/// Installs the global subscriber (once; later calls do nothing). [`crate::run`] calls this.
+pub fn init(format: LogFormat) {
+    let filter = env_filter();
+    let result = match format {
+        LogFormat::Sls => tracing_subscriber::registry()
+            .with(SlsLayer::new(
+                std::io::stdout,
+                crate::env::var("COMPUTE_SESSION_ID"),
+            ))
+            .with(filter)
+            .try_init(),
+        LogFormat::Pretty => tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_writer(std::io::stderr)
+                    .compact(),
+            )
+            .with(filter)
+            .try_init(),
+    };
+    // Already initialised (by the user or an earlier call): keep theirs.
+    let _ = result;
+}
+
+/// A [`Layer`] writing SLS JSON lines to `W`.
+#[derive(Debug)]
+pub struct SlsLayer<W> {
+    make_writer: W,
+    session_id: String,
+    process_id: String,
+}
+
+impl<W> SlsLayer<W>
+where
+    W: for<'a> MakeWriter<'a> + 'static,
+{
+    /// A layer writing to `make_writer`, tagging records with `session_id`.
+    pub fn new(make_writer: W, session_id: Option<String>) -> Self {
+        Self {
+            make_writer,
+            session_id: session_id.unwrap_or_default(),
+            process_id: std::process::id().to_string(),
+        }
+    }
+}
+
+/// Fields recorded on a span, kept in its extensions.
+struct SpanFields(Map<String, Value>);
+
+impl<S, W> Layer<S> for SlsLayer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'a> MakeWriter<'a> + 'static,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: LayerContext<'_, S>,
+    ) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut visitor = JsonVisitor::default();
+        attrs.record(&mut visitor);
+        span.extensions_mut().insert(SpanFields(visitor.fields));
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: LayerContext<'_, S>,
+    ) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut visitor = JsonVisitor::default();
+        values.record(&mut visitor);
+        let mut ext = span.extensions_mut();
+        if let Some(fields) = ext.get_mut::<SpanFields>() {
+            fields.0.extend(visitor.fields);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
+        let mut params = Map::new();
+        params.insert("process_id".into(), Value::String(self.process_id.clone()));
+        params.insert("job_id".into(), Value::String(String::new()));
+        params.insert("session_id".into(), Value::String(self.session_id.clone()));
+        // Span fields, outermost first, so inner spans win.
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(fields) = span.extensions().get::<SpanFields>() {
+                    for (k, v) in &fields.0 {
+                        params.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        let mut visitor = JsonVisitor::default();
+        event.record(&mut visitor);
+        let message = visitor.message.take().unwrap_or_default();
+        params.extend(visitor.fields);
+
+        let meta = event.metadata();
+        let origin = match (meta.file(), meta.line()) {
+            (Some(f), Some(l)) => format!("{f}:{l}"),
+            _ => meta.target().to_owned(),
+        };
+        let thread = std::thread::current();
+        let record = serde_json::json!({
+            "type": "service.1",
+            "level": level_name(meta.level()),
+            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "origin": origin,
+            "thread": thread.name().unwrap_or("unnamed"),
+            "params": Value::Object(params),
+            "message": message,
+            "safe": true,
+        });
+        let mut line = record.to_string();
+        line.push('\n');
+        let mut writer = self.make_writer.make_writer();
+        let _ = writer.write_all(line.as_bytes());
+    }
+}
+
+fn level_name(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARN",
+        Level::INFO => "INFO",
+        Level::DEBUG => "DEBUG",
+        Level::TRACE => "TRACE",
+    }
+}
+
+/// Whether a field name suggests a secret value.
+pub(crate) fn is_sensitive(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "token",
+        "secret",
+        "password",
+        "authorization",
+        "auth_header",
+        "credential",
+        "cookie",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+#[derive(Default)]
+struct JsonVisitor {
+    fields: Map<String, Value>,
+    message: Option<String>,
+}
+
+impl JsonVisitor {
+    fn put(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        if name == "message" {
+            self.message = Some(match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            });
+        } else if is_sensitive(name) {
+            self.fields
+                .insert(name.to_owned(), Value::String("<redacted>".into()));
+        } else {
+            self.fields.insert(name.to_owned(), value);
+        }
+    }
+}
+
+impl Visit for JsonVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let mut s = String::new();
+        let _ = write!(s, "{value:?}");
+        self.put(field, Value::String(s));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, Value::String(value.to_owned()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Value::from(value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn sls_lines_carry_the_protocol_fields_and_the_job_id() {
+        let buf = Buf::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(SlsLayer::new(move || sink.clone(), Some("ses-1".into())));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("job", job_id = "job-42", function = "add");
+            let _g = span.enter();
+            tracing::info!(x = 3, token = "tok-secret", "adding {}", 2);
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(line["type"], "service.1");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["message"], "adding 2");
+        assert_eq!(line["safe"], true);
+        assert!(line["origin"].as_str().unwrap().contains("logging.rs:"));
+        assert!(line["time"].as_str().unwrap().ends_with('Z'));
+        assert!(line["thread"].is_string());
+        let params = &line["params"];
+        assert_eq!(params["job_id"], "job-42");
+        assert_eq!(params["session_id"], "ses-1");
+        assert_eq!(params["process_id"], std::process::id().to_string());
+        assert_eq!(params["function"], "add");
+        assert_eq!(params["x"], 3);
+        assert_eq!(params["token"], "<redacted>");
+        assert!(!out.contains("tok-secret"));
+    }
+
+    #[test]
+    fn records_outside_jobs_have_an_empty_job_id() {
+        let buf = Buf::default();
+        let sink = buf.clone();
+        let subscriber =
+            tracing_subscriber::registry().with(SlsLayer::new(move || sink.clone(), None));
+        tracing::subscriber::with_default(subscriber, || tracing::warn!("no job here"));
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["params"]["job_id"], "");
+        assert_eq!(line["params"]["session_id"], "");
+    }
+}

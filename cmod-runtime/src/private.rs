@@ -6,6 +6,8 @@ pub use ::inventory;
 pub use ::schemars;
 pub use ::serde;
 pub use ::serde_json;
+pub use ::tokio;
+pub use ::tracing;
 
 pub use crate::context::Context;
 pub use crate::invoke::{ErrorKind, JobError, JobFuture, JobInput, Output};

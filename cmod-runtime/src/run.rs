@@ -1,0 +1,159 @@
+//! [`run`]: the entry point that picks the execution mode from the environment.
+
+use crate::config::{LOCAL_OPT_IN_VAR, RuntimeConfig};
+use crate::job_loop::FunctionsRuntime;
+use crate::logging::{self, LogFormat};
+use crate::registry::Registry;
+
+/// Command-line flags `run` understands (everything else is left to the module).
+#[derive(Debug, Default)]
+pub(crate) struct Flags {
+    pub(crate) print_schemas: bool,
+    pub(crate) local: bool,
+    /// `--invoke NAME [JSON]`, repeatable (local mode only).
+    pub(crate) invoke: Vec<(String, String)>,
+}
+
+impl Flags {
+    pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, crate::Error> {
+        let mut flags = Flags::default();
+        let mut args = args.into_iter().peekable();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--print-schemas" => flags.print_schemas = true,
+                "--local" => flags.local = true,
+                "--invoke" => {
+                    let name = args.next().ok_or_else(|| {
+                        crate::Error::Usage(
+                            "`--invoke` needs a function name: `--invoke NAME '{\"input\": …}'`"
+                                .into(),
+                        )
+                    })?;
+                    let input = match args.peek() {
+                        Some(next) if !next.starts_with("--") => args.next().unwrap_or_default(),
+                        _ => "{}".to_owned(),
+                    };
+                    flags.invoke.push((name, input));
+                }
+                _ => {}
+            }
+        }
+        Ok(flags)
+    }
+}
+
+fn local_opt_in() -> bool {
+    crate::env::var(LOCAL_OPT_IN_VAR).is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+/// Runs the module: the one call a compute module's `main` makes.
+///
+/// * `--print-schemas`: prints the JSON array of function schemas that would be posted, and
+///   returns (no runtime needed — diff it in CI).
+/// * `CMOD_LOCAL=1` or `--local`: runs on the embedded local runtime (never implicit). With
+///   `--invoke NAME '{json}'` it calls the function through the local runtime, prints the
+///   result and exits; otherwise it serves until Ctrl-C and prints a ready `curl` line.
+/// * In Foundry, functions mode (the job loop) — or pipeline mode when the module has a
+///   `#[pipeline]` and `BUILD2_TOKEN` / `RESOURCE_ALIAS_MAP` are set.
+///
+/// Without a Foundry environment and without the opt-in it fails with an error naming the
+/// missing variables and how to run locally. It returns after a graceful shutdown on
+/// SIGTERM/SIGINT.
+pub async fn run() -> crate::Result<()> {
+    let flags = Flags::parse(std::env::args().skip(1))?;
+    if flags.print_schemas {
+        return print_schemas();
+    }
+    if flags.local || local_opt_in() {
+        #[cfg(feature = "local")]
+        return crate::local::run_local(flags).await;
+        #[cfg(not(feature = "local"))]
+        return Err(crate::Error::Usage(
+            "this binary was built without cmod-runtime's `local` feature; rebuild with it to use CMOD_LOCAL=1 / --local".into(),
+        ));
+    }
+    if !flags.invoke.is_empty() {
+        return Err(crate::Error::Usage(format!(
+            "`--invoke` only works on the local runtime: add `--local` or set {LOCAL_OPT_IN_VAR}=1"
+        )));
+    }
+    let config = RuntimeConfig::from_env()?;
+    logging::init(LogFormat::Sls);
+    let registry = Registry::from_linked()?;
+    FunctionsRuntime::new(config, registry).run().await
+}
+
+/// Prints the schemas of every linked function to stdout.
+pub fn print_schemas() -> crate::Result<()> {
+    use std::io::Write as _;
+    let registry = Registry::from_linked()?;
+    let json = registry
+        .schemas_json()
+        .map_err(crate::registry::RegistryError::from)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{json}").map_err(|source| crate::Error::Io {
+        context: "writing the schemas to stdout".into(),
+        source,
+    })
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_flags_and_ignores_the_rest() {
+        let f = Flags::parse(args(&[
+            "--foo",
+            "--local",
+            "--invoke",
+            "add",
+            r#"{"x":1}"#,
+            "--invoke",
+            "ping",
+        ]))
+        .unwrap();
+        assert!(f.local && !f.print_schemas);
+        assert_eq!(
+            f.invoke,
+            vec![
+                ("add".into(), r#"{"x":1}"#.into()),
+                ("ping".into(), "{}".into())
+            ]
+        );
+        assert!(Flags::parse(args(&["--invoke"])).is_err());
+    }
+}
