@@ -73,6 +73,17 @@ impl ClientError {
         matches!(self, ClientError::Transport { connect: true, .. })
     }
 
+    /// Whether the failure is a TLS verification problem (wrong CA, bad certificate).
+    pub(crate) fn is_tls(&self) -> bool {
+        match self {
+            ClientError::Transport { message, .. } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("certificate") || m.contains("tls") || m.contains("handshake")
+            }
+            _ => false,
+        }
+    }
+
     fn transport(during: &'static str, e: &reqwest::Error) -> Self {
         ClientError::Transport {
             during,

@@ -251,8 +251,18 @@ async fn drain(jobs: &mut JoinSet<()>) {
     while jobs.join_next().await.is_some() {}
 }
 
+/// The message logged for TLS failures: they are never silent, since they mean the runtime's
+/// certificate is not signed by the CA this module trusts.
+fn log_tls_error(e: &ClientError) {
+    tracing::error!(
+        "refusing to talk to the runtime: TLS verification failed ({e}); check that \
+         DEFAULT_CA_PATH / CONNECTIONS_TO_OTHER_PODS_CA_PATH hold the runtime's CA"
+    );
+}
+
 fn log_poll_error(e: &ClientError, connected: bool) {
     match e {
+        _ if e.is_tls() => log_tls_error(e),
         ClientError::Status {
             status: 401 | 403, ..
         } => tracing::error!(
@@ -359,7 +369,9 @@ async fn post_schemas(client: &RuntimeClient, body: Bytes) {
             }
             Ok(false) => return,
             Err(e) if e.is_transient() && attempt < 10 => {
-                if e.is_connect() {
+                if e.is_tls() {
+                    log_tls_error(&e);
+                } else if e.is_connect() {
                     tracing::debug!("runtime not reachable yet, retrying schema post: {e}");
                 } else {
                     tracing::warn!("retrying schema post: {e}");
