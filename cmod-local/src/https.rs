@@ -5,9 +5,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use hyper::service::Service as _;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
@@ -57,11 +59,40 @@ pub fn serve_https_on(
     tls: Arc<ServerConfig>,
     router: Router,
 ) -> std::io::Result<ServerHandle> {
+    serve(listener, tls, router, None)
+}
+
+/// Like [`serve_https_on`], with a `gate`: while it reads `true`, the server behaves as if it
+/// were down. New connections are closed right after `accept` (before the TLS handshake), and a
+/// request on an already-open connection aborts that connection without a response. Clients see
+/// transport errors, never an HTTP status.
+///
+/// Used for fault injection: the gate closes the server at once, synchronously, while the
+/// listener itself is closed a moment later by whoever owns the [`ServerHandle`].
+pub fn serve_https_gated(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    router: Router,
+    gate: Arc<AtomicBool>,
+) -> std::io::Result<ServerHandle> {
+    serve(listener, tls, router, Some(gate))
+}
+
+fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    router: Router,
+    gate: Option<Arc<AtomicBool>>,
+) -> std::io::Result<ServerHandle> {
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let acceptor = TlsAcceptor::from(tls);
-    let task = tokio::spawn(accept_loop(listener, acceptor, router, stop_rx));
+    let task = tokio::spawn(accept_loop(listener, acceptor, router, stop_rx, gate));
     Ok(ServerHandle { addr, stop, task })
+}
+
+fn is_closed(gate: Option<&AtomicBool>) -> bool {
+    gate.is_some_and(|g| g.load(Ordering::Acquire))
 }
 
 async fn accept_loop(
@@ -69,6 +100,7 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     router: Router,
     mut stop: watch::Receiver<bool>,
+    gate: Option<Arc<AtomicBool>>,
 ) {
     loop {
         let (tcp, _peer) = tokio::select! {
@@ -82,9 +114,14 @@ async fn accept_loop(
                 }
             },
         };
+        if is_closed(gate.as_deref()) {
+            drop(tcp);
+            continue;
+        }
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
+        let gate = gate.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -95,7 +132,18 @@ async fn accept_loop(
                 }
                 Err(_) => return,
             };
-            let service = TowerToHyperService::new(router);
+            let inner = TowerToHyperService::new(router);
+            let service = hyper::service::service_fn(move |req| {
+                let call = (!is_closed(gate.as_deref())).then(|| inner.call(req));
+                async move {
+                    match call {
+                        Some(call) => call.await.map_err(|never| match never {}),
+                        None => Err(std::io::Error::other(
+                            "server is refusing connections (fault injection)",
+                        )),
+                    }
+                }
+            });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(tls), service);

@@ -23,9 +23,22 @@ pub enum Error {
     /// The local runtime could not be started.
     #[error("local runtime: {0}")]
     Local(String),
+    /// A Foundry credential is unavailable or was refused (auth modes, token endpoint).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    /// The sources files are invalid, or a required source or secret is missing.
+    #[error(transparent)]
+    Source(#[from] crate::sources::SourceError),
+    /// A Foundry API call failed.
+    #[error(transparent)]
+    Foundry(#[from] crate::foundry::FoundryError),
     /// The command line was used wrongly.
     #[error("{0}")]
     Usage(String),
+    /// A pipeline could not start, failed, or was cancelled; the message names the pipeline,
+    /// alias and RID involved.
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
     /// An I/O error outside any request (for example writing to stdout).
     #[error("{context}: {source}")]
     Io {

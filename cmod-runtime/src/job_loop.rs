@@ -215,6 +215,7 @@ impl FunctionsRuntime {
 
         // Graceful shutdown: no more polls; tell running functions; wait for them.
         let _ = stop_tx.send(true);
+        while jobs.try_join_next().is_some() {}
         let in_flight = jobs.len();
         if in_flight > 0 {
             tracing::info!(

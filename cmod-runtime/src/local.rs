@@ -1,7 +1,158 @@
-//! The embedded local runtime (`CMOD_LOCAL=1`).
+//! The embedded local runtime: `CMOD_LOCAL=1` or `--local`.
+//!
+//! Starts `cmod-local`'s compute-module runtime in this process (real HTTPS on 127.0.0.1 with a
+//! generated CA), points the module's configuration at it through the [`crate::env`] overlay,
+//! and runs the normal job loop against it — the same code path as in Foundry: TLS, schema
+//! posting, long-poll, result posting.
+//!
+//! * `--invoke NAME '{json}'` (repeatable): calls the function(s) through the runtime, prints
+//!   each result, and exits.
+//! * Otherwise it serves until Ctrl-C and prints a ready `curl` line for the invoke API.
+//!
+//! `CMOD_LOCAL_PORT` fixes the invoke API's port (default: any free port);
+//! `MAX_CONCURRENT_TASKS` works as in Foundry.
 
-pub(crate) async fn run_local(_flags: crate::run::Flags) -> crate::Result<()> {
-    Err(crate::Error::Local(
-        "the embedded local runtime is being wired up".into(),
-    ))
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use cmod_local::foundry::{LocalFoundry, LocalFoundryOptions, LocalSource};
+use cmod_local::tls::LocalCa;
+use cmod_local::{LocalRuntime, LocalRuntimeOptions};
+use tokio::sync::watch;
+
+use crate::config::RuntimeConfig;
+use crate::job_loop::FunctionsRuntime;
+use crate::logging::{self, LogFormat};
+use crate::registry::Registry;
+use crate::run::Flags;
+
+/// How long `--invoke` waits for one call.
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn local_err(what: &str, e: impl std::fmt::Display) -> crate::Error {
+    crate::Error::Local(format!("{what}: {e}"))
+}
+
+pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
+    logging::init(LogFormat::Pretty);
+    let registry = Registry::from_linked()?;
+    let schemas = registry.schemas().map_err(crate::registry::RegistryError::from)?;
+
+    let invoke_port = match crate::env::var("CMOD_LOCAL_PORT") {
+        Some(p) => p.trim().parse::<u16>().map_err(|_| {
+            crate::Error::Usage(format!("CMOD_LOCAL_PORT=`{p}` is not a port number"))
+        })?,
+        None => 0,
+    };
+    let max_concurrent_tasks = crate::env::var("MAX_CONCURRENT_TASKS")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1);
+    // One CA for both local servers, so the module trusts both through DEFAULT_CA_PATH.
+    let ca = Arc::new(
+        LocalCa::generate("cmod local CA").map_err(|e| local_err("cannot create the local CA", e))?,
+    );
+    let runtime = LocalRuntime::start(LocalRuntimeOptions {
+        invoke_port: Some(invoke_port),
+        max_concurrent_tasks,
+        ca: Some(Arc::clone(&ca)),
+        ..LocalRuntimeOptions::default()
+    })
+    .await
+    .map_err(|e| local_err("cannot start the local runtime", e))?;
+    let foundry = start_foundry(ca).await?;
+
+    // The module's environment: the local runtime's and the local Foundry's variables (OAuth
+    // client, discovery, sources), over the process environment.
+    let mut overlay = foundry.env();
+    overlay.retain(|(k, _)| k != "DEFAULT_CA_PATH");
+    overlay.extend(runtime.env());
+    crate::env::install_overlay(overlay);
+    let config = RuntimeConfig::from_env()?;
+    crate::sources::check_required_sources()?;
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let module = tokio::spawn(FunctionsRuntime::new(config, registry).run_until(async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+
+    let outcome = if flags.invoke.is_empty() {
+        serve(&runtime, &schemas).await
+    } else {
+        invoke_all(&runtime, &flags.invoke).await
+    };
+
+    let _ = stop_tx.send(true);
+    let module_result = match tokio::time::timeout(Duration::from_secs(30), module).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(local_err("the job loop stopped unexpectedly", e)),
+        Err(_) => Err(crate::Error::Local("the job loop did not stop within 30 s".into())),
+    };
+    runtime.shutdown().await;
+    foundry.shutdown().await;
+    outcome.and(module_result)
+}
+
+/// Starts the local Foundry (OAuth2 token endpoint, discovery, datasets, streams), with a local
+/// echo source for every source the module declares with `require_source!`.
+async fn start_foundry(ca: Arc<LocalCa>) -> crate::Result<LocalFoundry> {
+    let sources = crate::sources::required_sources()
+        .into_iter()
+        .map(|required| {
+            required.secrets.iter().fold(LocalSource::echo(required.api_name), |source, secret| {
+                source.secret(*secret, format!("local-{secret}"))
+            })
+        })
+        .collect();
+    LocalFoundry::start(LocalFoundryOptions { ca: Some(ca), sources, ..LocalFoundryOptions::default() })
+        .await
+        .map_err(|e| local_err("cannot start the local Foundry", e))
+}
+
+async fn invoke_all(runtime: &LocalRuntime, calls: &[(String, String)]) -> crate::Result<()> {
+    runtime
+        .wait_for_schemas(Duration::from_secs(30))
+        .await
+        .map_err(|e| local_err("the module did not register its functions", e))?;
+    for (name, input) in calls {
+        let query: serde_json::Value = serde_json::from_str(input).map_err(|e| {
+            crate::Error::Usage(format!("the input of `--invoke {name}` is not valid JSON: {e}"))
+        })?;
+        let result = runtime
+            .call(name, query, INVOKE_TIMEOUT)
+            .await
+            .map_err(|e| local_err(&format!("calling `{name}`"), e))?;
+        println!("{name}({input}) => {}", String::from_utf8_lossy(&result.body));
+    }
+    Ok(())
+}
+
+async fn serve(runtime: &LocalRuntime, schemas: &[crate::schema::FunctionSchema]) -> crate::Result<()> {
+    let invoke = runtime.invoke_url().unwrap_or_default();
+    println!("cmod local runtime: serving {} function(s); Ctrl-C to stop.", schemas.len());
+    for schema in schemas {
+        let value = serde_json::to_value(schema).unwrap_or_default();
+        let name = value["functionName"].as_str().unwrap_or_default();
+        let inputs: Vec<String> = value["inputs"]
+            .as_array()
+            .map(|inputs| {
+                inputs
+                    .iter()
+                    .map(|i| {
+                        format!(
+                            "{} ({}{})",
+                            i["name"].as_str().unwrap_or("?"),
+                            i["dataType"]["type"].as_str().unwrap_or("?"),
+                            if i["required"].as_bool() == Some(false) { ", optional" } else { "" }
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!("  {name}: inputs {}", if inputs.is_empty() { "none".to_owned() } else { inputs.join(", ") });
+        println!("    curl -s -X POST {invoke}/functions/{name} -H 'content-type: application/json' -d '{{…}}'");
+    }
+    println!("  schemas: curl -s {invoke}/schemas    jobs in flight: curl -s {invoke}/jobs");
+    crate::shutdown_signal().await;
+    Ok(())
 }

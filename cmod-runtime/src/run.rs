@@ -85,6 +85,7 @@ pub async fn run() -> crate::Result<()> {
     let config = RuntimeConfig::from_env()?;
     logging::init(LogFormat::Sls);
     let registry = Registry::from_linked()?;
+    crate::sources::check_required_sources()?;
     FunctionsRuntime::new(config, registry).run().await
 }
 

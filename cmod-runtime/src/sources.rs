@@ -1,1 +1,941 @@
-//! Sources: mounted credentials (`SOURCE_CREDENTIALS`, `SOURCE_CONFIGURATIONS_PATH`) and REST source clients.
+//! Sources: the credentials and connection settings of the sources attached to the module
+//! (PROTOCOL §7.1, §7.2), and ready HTTP clients for REST sources.
+//!
+//! Foundry mounts two JSON files, both keyed by the source's API name:
+//!
+//! - `SOURCE_CREDENTIALS`: `{"<ApiName>": {"<secretName>": "<value>"}}`;
+//! - `SOURCE_CONFIGURATIONS_PATH`: `{"<ApiName>": {"secrets", "httpConnectionConfig",
+//!   "proxyToken", "sourceConfiguration", "resolvedCredentials", "clientCertificate",
+//!   "serverCertificates"}}`.
+//!
+//! [`Sources`] merges both into typed [`Source`]s. Every secret is a [`Secret`]: it never shows in
+//! `Debug` output, logs or errors.
+//!
+//! ```no_run
+//! # async fn f(ctx: cmod_runtime::Context) -> Result<(), Box<dyn std::error::Error>> {
+//! // Fail at startup, naming what is missing, if the source or its secret is not attached:
+//! cmod_runtime::require_source!("WeatherApi", ["additionalSecretApiKey"]);
+//!
+//! let weather = ctx.source("WeatherApi")?;
+//! let key = weather.require_secret("additionalSecretApiKey")?;
+//! // A reqwest client with the connection's URL, auth headers, query parameters and CAs:
+//! let client = weather.http_client()?;
+//! let body = client.get("/forecast").send().await?.text().await?;
+//! # let _ = (key, body); Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+
+use crate::context::Context;
+use crate::secret::Secret;
+
+/// The variable naming the secrets file.
+pub const SOURCE_CREDENTIALS_VAR: &str = "SOURCE_CREDENTIALS";
+/// The variable naming the source configurations file.
+pub const SOURCE_CONFIGURATIONS_VAR: &str = "SOURCE_CONFIGURATIONS_PATH";
+
+/// A problem with the sources files or with a source. Messages name the variable, the file, the
+/// source and the secret involved, never a secret's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// A sources file could not be read.
+    #[error("{var}: cannot read sources file {}: {message}", path.display())]
+    Read {
+        /// The variable naming the file.
+        var: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        message: String,
+    },
+    /// A sources file is not valid.
+    #[error("{var}: sources file {} is not valid: {message}", path.display())]
+    Parse {
+        /// The variable naming the file.
+        var: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where (values are never quoted).
+        message: String,
+    },
+    /// The source is not attached to the module.
+    #[error(
+        "source `{api_name}` is not attached to this module ({}); attach it in the compute \
+         module's Sources configuration",
+        attached_text(attached, *files_present)
+    )]
+    NotAttached {
+        /// The API name asked for.
+        api_name: String,
+        /// The attached sources.
+        attached: Vec<String>,
+        /// Whether any sources file was configured.
+        files_present: bool,
+    },
+    /// The source has no secret of that name.
+    #[error(
+        "source `{api_name}` has no secret `{secret}` (it has: {}); REST source secrets are \
+         named `additionalSecret<NAME>`",
+        if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+    )]
+    MissingSecret {
+        /// The source.
+        api_name: String,
+        /// The secret asked for.
+        secret: String,
+        /// The secret names the source has.
+        available: Vec<String>,
+    },
+    /// The source has no HTTP connection configuration.
+    #[error(
+        "source `{api_name}` has no HTTP connection (`httpConnectionConfig` in \
+         {SOURCE_CONFIGURATIONS_VAR}): it is not a REST source, or {SOURCE_CONFIGURATIONS_VAR} is \
+         not set"
+    )]
+    NoHttpConnection {
+        /// The source.
+        api_name: String,
+    },
+    /// The HTTP client of a source could not be built (certificates, headers, URL).
+    #[error("source `{api_name}`: {message}")]
+    Client {
+        /// The source.
+        api_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Sources or secrets the module declared as required are missing.
+    #[error(
+        "the module requires sources that are not attached:\n  - {}",
+        problems.join("\n  - ")
+    )]
+    RequiredMissing {
+        /// One line per missing source or secret, naming where it was declared.
+        problems: Vec<String>,
+    },
+}
+
+fn attached_text(attached: &[String], files_present: bool) -> String {
+    if !files_present {
+        format!("neither {SOURCE_CREDENTIALS_VAR} nor {SOURCE_CONFIGURATIONS_VAR} is set")
+    } else if attached.is_empty() {
+        "no source is attached".to_owned()
+    } else {
+        format!("attached: {}", attached.join(", "))
+    }
+}
+
+/// The `httpConnectionConfig` of a REST source.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct HttpConnectionConfig {
+    /// The base URL.
+    pub url: String,
+    /// Headers to send on every request (often credentials).
+    pub auth_headers: BTreeMap<String, Secret>,
+    /// Query parameters to send on every request (sometimes credentials).
+    pub query_parameters: BTreeMap<String, Secret>,
+}
+
+impl fmt::Debug for HttpConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpConnectionConfig")
+            .field("url", &self.url)
+            .field(
+                "auth_headers",
+                &self.auth_headers.keys().collect::<Vec<_>>(),
+            )
+            .field(
+                "query_parameters",
+                &self.query_parameters.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// AWS credentials resolved by Foundry for a source.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AwsCredentials {
+    /// Temporary session credentials.
+    Session {
+        /// `accessKeyId`.
+        access_key_id: String,
+        /// `secretAccessKey`.
+        secret_access_key: Secret,
+        /// `sessionToken`.
+        session_token: Secret,
+        /// `expiration` (`YYYY-MM-DDTHH:MM:SSZ`).
+        expiration: Option<String>,
+    },
+    /// Long-lived access keys.
+    Basic {
+        /// `accessKeyId`.
+        access_key_id: String,
+        /// `secretAccessKey`.
+        secret_access_key: Secret,
+    },
+}
+
+/// Short-lived cloud credentials Foundry resolved for a source (`resolvedCredentials`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ResolvedCredentials {
+    /// AWS credentials (`cloudCredentials.awsCredentials`).
+    Aws(AwsCredentials),
+    /// A GCP OAuth access token (`gcpOauthCredentials`).
+    GcpOauth {
+        /// `accessToken`.
+        access_token: Secret,
+        /// `expiration`.
+        expiration: Option<String>,
+    },
+    /// An OAuth2 access token (`oauth2Credentials`).
+    OAuth2 {
+        /// `accessToken`.
+        access_token: Secret,
+        /// `expiration`.
+        expiration: Option<String>,
+    },
+    /// A kind this version does not know; only its key is kept.
+    Unknown {
+        /// The top-level key.
+        kind: String,
+    },
+}
+
+/// A client certificate for mutual TLS (`clientCertificate`).
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ClientCertificate {
+    /// `pemCertificate`: the certificate chain, PEM.
+    pub pem_certificate: String,
+    /// `pemPrivateKey`: the private key, PEM.
+    pub pem_private_key: Secret,
+}
+
+impl fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field(
+                "pem_certificate",
+                &format_args!("{} bytes", self.pem_certificate.len()),
+            )
+            .field("pem_private_key", &self.pem_private_key)
+            .finish()
+    }
+}
+
+/// One attached source.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Source {
+    /// The API name.
+    pub api_name: String,
+    /// Secrets by name.
+    pub secrets: BTreeMap<String, Secret>,
+    /// The REST connection, for REST sources.
+    pub http: Option<HttpConnectionConfig>,
+    /// `proxyToken`, for sources reached through an agent proxy.
+    pub proxy_token: Option<Secret>,
+    /// `sourceConfiguration`: the source's full configuration.
+    pub source_configuration: Option<serde_json::Value>,
+    /// `resolvedCredentials`.
+    pub resolved_credentials: Option<ResolvedCredentials>,
+    /// `clientCertificate`.
+    pub client_certificate: Option<ClientCertificate>,
+    /// `serverCertificates`: extra CA certificates (PEM) by name.
+    pub server_certificates: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("api_name", &self.api_name)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("http", &self.http)
+            .field("proxy_token", &self.proxy_token)
+            .field("source_configuration", &self.source_configuration.is_some())
+            .field("resolved_credentials", &self.resolved_credentials)
+            .field("client_certificate", &self.client_certificate)
+            .field(
+                "server_certificates",
+                &self.server_certificates.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Source {
+    fn empty(api_name: &str) -> Self {
+        Self {
+            api_name: api_name.to_owned(),
+            secrets: BTreeMap::new(),
+            http: None,
+            proxy_token: None,
+            source_configuration: None,
+            resolved_credentials: None,
+            client_certificate: None,
+            server_certificates: BTreeMap::new(),
+        }
+    }
+
+    /// The secret named `name`, if any.
+    pub fn secret(&self, name: &str) -> Option<&Secret> {
+        self.secrets.get(name)
+    }
+
+    /// The secret named `name`, or an error naming the source and the secrets it has.
+    pub fn require_secret(&self, name: &str) -> Result<&Secret, SourceError> {
+        self.secrets
+            .get(name)
+            .ok_or_else(|| SourceError::MissingSecret {
+                api_name: self.api_name.clone(),
+                secret: name.to_owned(),
+                available: self.secrets.keys().cloned().collect(),
+            })
+    }
+
+    /// The REST connection, or an error saying the source has none.
+    pub fn http_connection(&self) -> Result<&HttpConnectionConfig, SourceError> {
+        self.http
+            .as_ref()
+            .ok_or_else(|| SourceError::NoHttpConnection {
+                api_name: self.api_name.clone(),
+            })
+    }
+
+    /// A ready HTTP client for this REST source: requests go to the connection's URL, carry its
+    /// auth headers and query parameters, and trust `DEFAULT_CA_PATH`, the source's
+    /// `serverCertificates` and the public web roots; the client certificate is presented when
+    /// configured. Timeouts: 10 s to connect, 30 s between reads.
+    pub fn http_client(&self) -> Result<SourceClient, SourceError> {
+        self.http_client_from_lookup(crate::env::lookup())
+    }
+
+    /// [`Source::http_client`], reading `DEFAULT_CA_PATH` through a variable lookup function.
+    pub fn http_client_from_lookup(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<SourceClient, SourceError> {
+        let conn = self.http_connection()?;
+        let err = |message: String| SourceError::Client {
+            api_name: self.api_name.clone(),
+            message,
+        };
+        let base = reqwest::Url::parse(conn.url.trim())
+            .map_err(|e| err(format!("invalid connection URL `{}`: {e}", conn.url)))?;
+
+        let mut roots = crate::foundry::default_ca_certs(lookup).map_err(|e| err(e.to_string()))?;
+        for (name, pem) in &self.server_certificates {
+            let certs: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        err(format!("server certificate `{name}` is not valid PEM: {e}"))
+                    })?;
+            if certs.is_empty() {
+                return Err(err(format!(
+                    "server certificate `{name}` contains no certificate"
+                )));
+            }
+            roots.extend(certs);
+        }
+        let client_auth = match &self.client_certificate {
+            None => None,
+            Some(c) => {
+                let chain: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_slice_iter(c.pem_certificate.as_bytes())
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| err(format!("client certificate is not valid PEM: {e}")))?;
+                let key = PrivateKeyDer::from_pem_slice(c.pem_private_key.expose().as_bytes())
+                    .map_err(|_| {
+                        err("client certificate private key is not valid PEM".to_owned())
+                    })?;
+                Some((chain, key))
+            }
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in &conn.auth_headers {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| err(format!("auth header name `{name}` is not a valid header")))?;
+            let mut v = HeaderValue::from_str(value.expose())
+                .map_err(|_| err(format!("auth header `{name}` has an invalid value")))?;
+            v.set_sensitive(true);
+            headers.insert(n, v);
+        }
+        let timeouts = crate::foundry::Timeouts {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(30),
+        };
+        let mut builder = crate::foundry::http_client_builder(&roots, client_auth, timeouts)
+            .map_err(err)?
+            .default_headers(headers);
+        if let Some(token) = &self.proxy_token {
+            let discovery = crate::discovery::ServiceDiscovery::from_lookup(lookup)
+                .map_err(|e| err(e.to_string()))?;
+            if let Some(proxy_url) = discovery.as_ref().and_then(|d| d.on_prem_proxy()) {
+                let proxy = reqwest::Proxy::all(proxy_url)
+                    .map_err(|e| err(format!("invalid on-prem proxy URL `{proxy_url}`: {e}")))?
+                    .basic_auth("user", token.expose());
+                builder = builder.proxy(proxy);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| err(crate::foundry::describe_reqwest_error(&e)))?;
+        Ok(SourceClient {
+            api_name: self.api_name.clone(),
+            http,
+            base,
+            query: conn
+                .query_parameters
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+}
+
+/// A ready HTTP client for a REST source; see [`Source::http_client`]. Paths are joined to the
+/// connection's URL and get its query parameters. `Debug` never shows credentials.
+#[derive(Clone)]
+pub struct SourceClient {
+    api_name: String,
+    http: reqwest::Client,
+    base: reqwest::Url,
+    query: Vec<(String, Secret)>,
+}
+
+impl fmt::Debug for SourceClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceClient")
+            .field("api_name", &self.api_name)
+            .field("base_url", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceClient {
+    /// The connection's base URL.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// The underlying client (auth headers and TLS configured, no base URL).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The full URL of `path` (joined to the base URL, with the connection's query parameters).
+    pub fn url(&self, path: &str) -> reqwest::Url {
+        let mut url = self.base.clone();
+        let joined = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
+        let (p, q) = joined
+            .split_once('?')
+            .map_or((joined.as_str(), None), |(p, q)| (p, Some(q)));
+        url.set_path(p);
+        url.set_query(q);
+        if !self.query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(self.query.iter().map(|(k, v)| (k, v.expose())));
+        }
+        url
+    }
+
+    /// A request to `path` under the base URL.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// `POST path`.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+}
+
+/// Every attached source, from `SOURCE_CREDENTIALS` and `SOURCE_CONFIGURATIONS_PATH`.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    sources: BTreeMap<String, Source>,
+    files_present: bool,
+}
+
+static GLOBAL: OnceLock<Result<Sources, SourceError>> = OnceLock::new();
+
+impl Sources {
+    /// Reads both files (either may be unset; a set variable whose file is missing or malformed
+    /// is an error naming the variable and the file).
+    pub fn from_env() -> Result<Sources, SourceError> {
+        Self::from_lookup(crate::env::lookup())
+    }
+
+    /// The environment's sources, read once per process.
+    pub fn global() -> Result<&'static Sources, SourceError> {
+        GLOBAL
+            .get_or_init(Self::from_env)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// [`Sources::from_env`] through a variable lookup function.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Sources, SourceError> {
+        let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+        let mut files_present = false;
+        if let Some(path) = crate::config::var(lookup, SOURCE_CREDENTIALS_VAR) {
+            files_present = true;
+            let path = PathBuf::from(path.trim());
+            let creds: BTreeMap<String, BTreeMap<String, String>> =
+                read_json(SOURCE_CREDENTIALS_VAR, &path)?;
+            for (api_name, secrets) in creds {
+                let s = sources
+                    .entry(api_name.clone())
+                    .or_insert_with(|| Source::empty(&api_name));
+                s.secrets
+                    .extend(secrets.into_iter().map(|(k, v)| (k, Secret::new(v))));
+            }
+        }
+        if let Some(path) = crate::config::var(lookup, SOURCE_CONFIGURATIONS_VAR) {
+            files_present = true;
+            let path = PathBuf::from(path.trim());
+            let configs: BTreeMap<String, RawConfig> = read_json(SOURCE_CONFIGURATIONS_VAR, &path)?;
+            for (api_name, raw) in configs {
+                let s = sources
+                    .entry(api_name.clone())
+                    .or_insert_with(|| Source::empty(&api_name));
+                raw.apply(s).map_err(|message| SourceError::Parse {
+                    var: SOURCE_CONFIGURATIONS_VAR,
+                    path: path.clone(),
+                    message: format!("source `{api_name}`: {message}"),
+                })?;
+            }
+        }
+        Ok(Sources {
+            sources,
+            files_present,
+        })
+    }
+
+    /// The source with this API name.
+    pub fn get(&self, api_name: &str) -> Option<&Source> {
+        self.sources.get(api_name)
+    }
+
+    /// The source with this API name, or an error listing the attached ones.
+    pub fn source(&self, api_name: &str) -> Result<&Source, SourceError> {
+        self.sources
+            .get(api_name)
+            .ok_or_else(|| SourceError::NotAttached {
+                api_name: api_name.to_owned(),
+                attached: self.sources.keys().cloned().collect(),
+                files_present: self.files_present,
+            })
+    }
+
+    /// The API names of the attached sources.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.sources.keys().map(String::as_str)
+    }
+
+    /// Whether no source is attached.
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// Checks `required` against the attached sources; the error lists every missing source
+    /// and secret with where it was declared.
+    pub fn check<'a>(
+        &self,
+        required: impl IntoIterator<Item = &'a RequiredSource>,
+    ) -> Result<(), SourceError> {
+        let mut problems = Vec::new();
+        for r in required {
+            match self.sources.get(r.api_name) {
+                None => problems.push(format!(
+                    "source `{}` (required at {}:{}): not attached ({})",
+                    r.api_name,
+                    r.file,
+                    r.line,
+                    attached_text(
+                        &self.sources.keys().cloned().collect::<Vec<_>>(),
+                        self.files_present
+                    )
+                )),
+                Some(s) => {
+                    for secret in r.secrets {
+                        if !s.secrets.contains_key(*secret) {
+                            problems.push(format!(
+                                "source `{}` (required at {}:{}): secret `{secret}` is missing \
+                                 (it has: {})",
+                                r.api_name,
+                                r.file,
+                                r.line,
+                                if s.secrets.is_empty() {
+                                    "none".to_owned()
+                                } else {
+                                    s.secrets.keys().cloned().collect::<Vec<_>>().join(", ")
+                                }
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(SourceError::RequiredMissing { problems })
+        }
+    }
+}
+
+/// A source (and secrets) the module cannot run without, declared with
+/// [`require_source!`](crate::require_source). Checked at startup by
+/// [`run`](crate::run).
+#[derive(Debug)]
+pub struct RequiredSource {
+    /// The source's API name.
+    pub api_name: &'static str,
+    /// Secrets that must be present.
+    pub secrets: &'static [&'static str],
+    /// The declaring file.
+    pub file: &'static str,
+    /// The declaring line.
+    pub line: u32,
+}
+
+impl RequiredSource {
+    /// A declaration (used by [`require_source!`](crate::require_source)).
+    pub const fn new(
+        api_name: &'static str,
+        secrets: &'static [&'static str],
+        file: &'static str,
+        line: u32,
+    ) -> Self {
+        Self {
+            api_name,
+            secrets,
+            file,
+            line,
+        }
+    }
+}
+
+inventory::collect!(RequiredSource);
+
+/// Every [`require_source!`](crate::require_source) declaration linked into the binary.
+pub fn required_sources() -> Vec<&'static RequiredSource> {
+    inventory::iter::<RequiredSource>.into_iter().collect()
+}
+
+/// Declares a source (and optionally secrets of it) the module requires. The module then fails
+/// at startup, naming every missing source and secret and where it was declared, instead of at
+/// the first call. Use it at module level, once per source:
+///
+/// ```no_run
+/// cmod_runtime::require_source!("WeatherApi");
+/// cmod_runtime::require_source!("Crm", ["additionalSecretClientId", "additionalSecretClientSecret"]);
+/// ```
+#[macro_export]
+macro_rules! require_source {
+    ($api_name:literal $(,)?) => {
+        $crate::require_source!($api_name, []);
+    };
+    ($api_name:literal, [$($secret:literal),* $(,)?] $(,)?) => {
+        $crate::__private::inventory::submit! {
+            $crate::sources::RequiredSource::new(
+                $api_name,
+                &[$($secret),*],
+                ::core::file!(),
+                ::core::line!(),
+            )
+        }
+    };
+}
+
+/// Checks every [`require_source!`](crate::require_source) declaration against the
+/// environment's sources. Called at startup by [`run`](crate::run).
+pub fn check_required_sources() -> Result<(), crate::Error> {
+    let required = required_sources();
+    if required.is_empty() {
+        return Ok(());
+    }
+    Sources::global()?.check(required)?;
+    Ok(())
+}
+
+impl Context {
+    /// The attached source with this API name (from `SOURCE_CREDENTIALS` /
+    /// `SOURCE_CONFIGURATIONS_PATH`), or an error naming the attached ones.
+    pub fn source(&self, api_name: &str) -> Result<&'static Source, SourceError> {
+        Sources::global()?.source(api_name)
+    }
+
+    /// Every attached source.
+    pub fn sources(&self) -> Result<&'static Sources, SourceError> {
+        Sources::global()
+    }
+}
+
+/// Reads and parses a JSON sources file. Errors give the JSON path, line and column, and never
+/// quote a value from the file (it could be a secret).
+fn read_json<T: serde::de::DeserializeOwned>(
+    var: &'static str,
+    path: &Path,
+) -> Result<T, SourceError> {
+    let bytes = std::fs::read(path).map_err(|e| SourceError::Read {
+        var,
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.inner();
+        let what = match inner.classify() {
+            serde_json::error::Category::Io => "I/O error".to_owned(),
+            serde_json::error::Category::Syntax => "invalid JSON".to_owned(),
+            serde_json::error::Category::Eof => "unexpected end of file".to_owned(),
+            serde_json::error::Category::Data => strip_quoted(&inner.to_string()),
+        };
+        let location = if at.is_empty() || at == "." || at == "?" {
+            String::new()
+        } else {
+            format!(" at `{at}`")
+        };
+        SourceError::Parse {
+            var,
+            path: path.to_owned(),
+            message: format!(
+                "{what}{location} (line {}, column {}); expected a JSON object keyed by source \
+                 API name",
+                inner.line(),
+                inner.column()
+            ),
+        }
+    })
+}
+
+/// A serde message with its quoted values and position suffix removed.
+fn strip_quoted(message: &str) -> String {
+    let message = message.split(" at line ").next().unwrap_or(message);
+    let mut out = String::with_capacity(message.len());
+    let mut in_quote = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !in_quote {
+                out.push_str("\"…\"");
+            }
+            in_quote = !in_quote;
+        } else if !in_quote {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One source's entry in `SOURCE_CONFIGURATIONS_PATH`, as read (no `Debug`: it holds secrets).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawConfig {
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    http_connection_config: Option<RawHttp>,
+    #[serde(default)]
+    proxy_token: Option<String>,
+    #[serde(default)]
+    source_configuration: Option<serde_json::Value>,
+    #[serde(default)]
+    resolved_credentials: Option<serde_json::Value>,
+    #[serde(default)]
+    client_certificate: Option<RawCert>,
+    #[serde(default)]
+    server_certificates: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawHttp {
+    url: String,
+    #[serde(default)]
+    auth_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    query_parameters: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawCert {
+    pem_certificate: String,
+    pem_private_key: String,
+}
+
+impl RawConfig {
+    fn apply(self, s: &mut Source) -> Result<(), String> {
+        s.secrets
+            .extend(self.secrets.into_iter().map(|(k, v)| (k, Secret::new(v))));
+        if let Some(h) = self.http_connection_config {
+            s.http = Some(HttpConnectionConfig {
+                url: h.url,
+                auth_headers: secrets_map(h.auth_headers),
+                query_parameters: secrets_map(h.query_parameters),
+            });
+        }
+        s.proxy_token = self.proxy_token.map(Secret::new);
+        s.source_configuration = self.source_configuration;
+        s.resolved_credentials = self
+            .resolved_credentials
+            .map(|v| parse_resolved(&v))
+            .transpose()?;
+        s.client_certificate = self.client_certificate.map(|c| ClientCertificate {
+            pem_certificate: c.pem_certificate,
+            pem_private_key: Secret::new(c.pem_private_key),
+        });
+        s.server_certificates = self.server_certificates;
+        Ok(())
+    }
+}
+
+fn secrets_map(m: BTreeMap<String, String>) -> BTreeMap<String, Secret> {
+    m.into_iter().map(|(k, v)| (k, Secret::new(v))).collect()
+}
+
+/// Parses `resolvedCredentials` (PROTOCOL §7.2).
+fn parse_resolved(v: &serde_json::Value) -> Result<ResolvedCredentials, String> {
+    let obj = v
+        .as_object()
+        .ok_or("`resolvedCredentials` is not an object")?;
+    let obj = obj
+        .get("cloudCredentials")
+        .and_then(|c| c.as_object())
+        .unwrap_or(obj);
+    let field = |o: &serde_json::Map<String, serde_json::Value>, ctx: &str, name: &str| {
+        o.get(name)
+            .and_then(|x| x.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("`{ctx}.{name}` is missing or not a string"))
+    };
+    let opt = |o: &serde_json::Map<String, serde_json::Value>, name: &str| {
+        o.get(name).and_then(|x| x.as_str()).map(str::to_owned)
+    };
+    if let Some(aws) = obj.get("awsCredentials").and_then(|a| a.as_object()) {
+        if let Some(s) = aws.get("sessionCredentials").and_then(|s| s.as_object()) {
+            let ctx = "resolvedCredentials.awsCredentials.sessionCredentials";
+            return Ok(ResolvedCredentials::Aws(AwsCredentials::Session {
+                access_key_id: field(s, ctx, "accessKeyId")?,
+                secret_access_key: Secret::new(field(s, ctx, "secretAccessKey")?),
+                session_token: Secret::new(field(s, ctx, "sessionToken")?),
+                expiration: opt(s, "expiration"),
+            }));
+        }
+        if let Some(b) = aws.get("basicCredentials").and_then(|s| s.as_object()) {
+            let ctx = "resolvedCredentials.awsCredentials.basicCredentials";
+            return Ok(ResolvedCredentials::Aws(AwsCredentials::Basic {
+                access_key_id: field(b, ctx, "accessKeyId")?,
+                secret_access_key: Secret::new(field(b, ctx, "secretAccessKey")?),
+            }));
+        }
+        return Err(
+            "`resolvedCredentials.awsCredentials` has neither `sessionCredentials` nor \
+             `basicCredentials`"
+                .to_owned(),
+        );
+    }
+    for (key, gcp) in [("gcpOauthCredentials", true), ("oauth2Credentials", false)] {
+        if let Some(o) = obj.get(key).and_then(|x| x.as_object()) {
+            let ctx = format!("resolvedCredentials.{key}");
+            let access_token = Secret::new(field(o, &ctx, "accessToken")?);
+            let expiration = opt(o, "expiration");
+            return Ok(if gcp {
+                ResolvedCredentials::GcpOauth {
+                    access_token,
+                    expiration,
+                }
+            } else {
+                ResolvedCredentials::OAuth2 {
+                    access_token,
+                    expiration,
+                }
+            });
+        }
+    }
+    Ok(ResolvedCredentials::Unknown {
+        kind: obj.keys().next().cloned().unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_quoted_removes_values() {
+        assert_eq!(
+            strip_quoted("invalid type: string \"hunter2\", expected a map at line 1 column 9"),
+            "invalid type: string \"…\", expected a map"
+        );
+    }
+
+    #[test]
+    fn resolved_credentials_variants() {
+        let aws = serde_json::json!({"cloudCredentials": {"awsCredentials": {"sessionCredentials": {
+            "accessKeyId": "AK", "secretAccessKey": "SK", "sessionToken": "ST", "expiration": "2030-01-01T00:00:00Z"}}}});
+        match parse_resolved(&aws).unwrap() {
+            ResolvedCredentials::Aws(AwsCredentials::Session {
+                access_key_id,
+                session_token,
+                ..
+            }) => {
+                assert_eq!(access_key_id, "AK");
+                assert_eq!(session_token.expose(), "ST");
+            }
+            other => panic!("{other:?}"),
+        }
+        let gcp = serde_json::json!({"gcpOauthCredentials": {"accessToken": "T"}});
+        assert!(matches!(
+            parse_resolved(&gcp).unwrap(),
+            ResolvedCredentials::GcpOauth { .. }
+        ));
+        let bad = serde_json::json!({"cloudCredentials": {"awsCredentials": {"basicCredentials": {"accessKeyId": "A"}}}});
+        let err = parse_resolved(&bad).unwrap_err();
+        assert!(err.contains("secretAccessKey"), "{err}");
+        let dbg = format!("{:?}", parse_resolved(&aws).unwrap());
+        assert!(!dbg.contains("SK") && !dbg.contains("ST\""), "{dbg}");
+    }
+
+    #[test]
+    fn url_joins_paths_and_appends_query_parameters() {
+        let client = SourceClient {
+            api_name: "A".to_owned(),
+            http: crate::foundry::http_client(&[], None, crate::foundry::Timeouts::default())
+                .unwrap(),
+            base: reqwest::Url::parse("https://api.example.com/v1/").unwrap(),
+            query: vec![("key".to_owned(), Secret::new("k v"))],
+        };
+        assert_eq!(
+            client.url("/items?page=2").as_str(),
+            "https://api.example.com/v1/items?page=2&key=k+v"
+        );
+        assert!(!format!("{client:?}").contains("k v"));
+    }
+}

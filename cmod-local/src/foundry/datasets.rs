@@ -1,1 +1,502 @@
-//! Local Foundry datasets API.
+//! The local Foundry's dataset endpoints, backed by the [`DataStore`](super::store::DataStore).
+//!
+//! Public v2 API (under `/api`, PROTOCOL §5.3):
+//!
+//! | Request | What |
+//! |---|---|
+//! | `GET /v2/datasets/{rid}` | the dataset |
+//! | `GET /v2/datasets/{rid}/files?branchName&pathPrefix&pageSize&pageToken` | committed files, paginated |
+//! | `GET /v2/datasets/{rid}/files/{path}?branchName` | one file's metadata |
+//! | `GET /v2/datasets/{rid}/files/{path}/content?branchName` | file bytes, streamed |
+//! | `POST /v2/datasets/{rid}/files/{path}/upload?transactionRid` (or `branchName&transactionType`) | streamed upload |
+//! | `GET /v2/datasets/{rid}/transactions?preview=true&pageSize&pageToken` | transactions, newest first |
+//! | `POST /v2/datasets/{rid}/transactions?branchName` `{"transactionType"}` | open a transaction |
+//! | `GET /v2/datasets/{rid}/transactions/{txn}`, `POST …/{txn}/commit`, `POST …/{txn}/abort` | |
+//!
+//! Legacy endpoints (the fallback when the public API is unavailable):
+//! `GET /foundry-catalog/api/catalog/datasets/{rid}/views2/{branch}/files?pageSize&pageToken`
+//! (`{"values": [{"logicalPath", "fileMetadata": {"length"}, …}], "nextPageToken"}`) and
+//! `GET /foundry-data-proxy/api/dataproxy/datasets/{rid}/views/{branch}/{path}`.
+//!
+//! Every request needs a bearer token with the `api:datasets-read` / `api:datasets-write`
+//! scope that may access the dataset: a pipeline token only reaches the RIDs it was issued for
+//! (403 `PermissionDenied` otherwise).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use super::store::{FileEntry, StoreError, TransactionType};
+use super::{ApiError, FoundryState, Principal};
+
+/// Default branch when a request names none.
+const MASTER: &str = "master";
+/// Chunk size for streamed file responses.
+const CHUNK: usize = 64 * 1024;
+
+/// The dataset routes (public v2 API, and the legacy catalog / data-proxy endpoints).
+pub(crate) fn routes() -> Router<Arc<FoundryState>> {
+    Router::new()
+        .route("/api/v2/datasets/{rid}", get(get_dataset))
+        .route("/api/v2/datasets/{rid}/files", get(list_files))
+        .route(
+            "/api/v2/datasets/{rid}/files/{*rest}",
+            get(get_file).post(post_file),
+        )
+        .route(
+            "/api/v2/datasets/{rid}/transactions",
+            get(list_transactions).post(create_transaction),
+        )
+        .route(
+            "/api/v2/datasets/{rid}/transactions/{txn}",
+            get(get_transaction),
+        )
+        .route(
+            "/api/v2/datasets/{rid}/transactions/{txn}/{action}",
+            axum::routing::post(close_transaction),
+        )
+        .route(
+            "/foundry-catalog/api/catalog/datasets/{rid}/views2/{branch}/files",
+            get(legacy_list_files),
+        )
+        .route(
+            "/foundry-data-proxy/api/dataproxy/datasets/{rid}/views/{branch}/{*path}",
+            get(legacy_read_file),
+        )
+}
+
+/// The answer of the public read endpoints when [`DataOptions::public_dataset_reads`] is off:
+/// what a stack without the endpoint answers.
+///
+/// [`DataOptions::public_dataset_reads`]: super::store::DataOptions::public_dataset_reads
+fn public_reads_disabled() -> ApiError {
+    ApiError::not_found("EndpointNotFound")
+}
+
+/// Maps a store error to Foundry's error shape.
+pub(crate) fn api_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound { name, detail } => ApiError::not_found(name).param("detail", detail),
+        StoreError::Invalid { name, detail } => {
+            ApiError::invalid_argument(name).param("detail", detail)
+        }
+        StoreError::Conflict { name, detail } => {
+            ApiError::new(StatusCode::CONFLICT, "CONFLICT", name).param("detail", detail)
+        }
+        StoreError::Io { context, source } => {
+            tracing::warn!("local Foundry data error: {context}: {source}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "Internal")
+                .param("detail", format!("{context}: {source}"))
+        }
+    }
+}
+
+/// Checks the token, its scope, and that it may touch `rid` (pipeline tokens only reach the
+/// resources of their alias map).
+pub(crate) fn authorize_rid(
+    state: &FoundryState,
+    headers: &HeaderMap,
+    scope: &str,
+    rid: &str,
+) -> Result<Principal, ApiError> {
+    let principal = state.authorize(headers, Some(scope))?;
+    if !principal.can_access(rid) {
+        state.counters.forbidden.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::permission_denied("PermissionDenied")
+            .param("rid", rid)
+            .param(
+                "reason",
+                "this token does not grant access to the resource (a pipeline token reaches only \
+                 the resources configured for the compute module)",
+            ));
+    }
+    Ok(principal)
+}
+
+const READ: &str = "api:datasets-read";
+const WRITE: &str = "api:datasets-write";
+
+/// Streams a file as an `application/octet-stream` response, 64 KiB at a time.
+pub(crate) async fn file_response(path: &Path) -> Result<Response, ApiError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| api_error(super::store::io(format!("opening {}", path.display()))(e)))?;
+    // Only regular files have a known length (a named pipe is streamed until it closes).
+    let len = file
+        .metadata()
+        .await
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let stream = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+        match file.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok::<_, std::io::Error>(buf.freeze()), file)),
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(len) = len {
+        headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    }
+    Ok(response)
+}
+
+/// Writes a request body to `target` chunk by chunk (never whole in memory).
+pub(crate) async fn receive_body(body: Body, target: &Path) -> Result<u64, ApiError> {
+    let mut file = tokio::fs::File::create(target).await.map_err(|e| {
+        api_error(super::store::io(format!("creating {}", target.display()))(
+            e,
+        ))
+    })?;
+    let mut stream = body.into_data_stream();
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                drop(file);
+                let _ = tokio::fs::remove_file(target).await;
+                return Err(ApiError::invalid_argument("UploadInterrupted")
+                    .param("detail", format!("the request body failed: {e}")));
+            }
+        };
+        total += chunk.len() as u64;
+        if let Err(e) = file.write_all(&chunk).await {
+            drop(file);
+            let _ = tokio::fs::remove_file(target).await;
+            return Err(api_error(super::store::io("writing an upload")(e)));
+        }
+    }
+    if let Err(e) = file.flush().await {
+        let _ = tokio::fs::remove_file(target).await;
+        return Err(api_error(super::store::io("writing an upload")(e)));
+    }
+    Ok(total)
+}
+
+fn file_json(f: &FileEntry) -> serde_json::Value {
+    json!({
+        "path": f.path,
+        "transactionRid": f.transaction_rid,
+        "sizeBytes": f.size,
+        "updatedTime": f.updated_time,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    branch_name: Option<String>,
+    path_prefix: Option<String>,
+    page_size: Option<usize>,
+    page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FileQuery {
+    branch_name: Option<String>,
+    transaction_rid: Option<String>,
+    transaction_type: Option<TransactionType>,
+}
+
+async fn get_dataset(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath(rid): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    if !state.data.dataset_exists(&rid) {
+        return Err(ApiError::not_found("DatasetNotFound").param("datasetRid", rid));
+    }
+    Ok(axum::Json(json!({
+        "rid": rid,
+        "name": rid,
+        "parentFolderRid": "ri.compass.main.folder.cmod-local",
+    })))
+}
+
+async fn list_files(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath(rid): UrlPath<String>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    if !state.data.public_dataset_reads() {
+        return Err(public_reads_disabled());
+    }
+    authorize_rid(&state, &headers, READ, &rid)?;
+    let branch = q.branch_name.as_deref().unwrap_or(MASTER);
+    let page = state
+        .data
+        .list_files(
+            &rid,
+            branch,
+            q.path_prefix.as_deref(),
+            q.page_size,
+            q.page_token.as_deref(),
+        )
+        .map_err(api_error)?;
+    let data: Vec<_> = page.items.iter().map(file_json).collect();
+    let mut body = json!({ "data": data });
+    if let Some(t) = page.next_page_token {
+        body["nextPageToken"] = json!(t);
+    }
+    Ok(axum::Json(body))
+}
+
+async fn get_file(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, rest)): UrlPath<(String, String)>,
+    Query(q): Query<FileQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    let branch = q.branch_name.as_deref().unwrap_or(MASTER);
+    if let Some(path) = rest.strip_suffix("/content") {
+        if !state.data.public_dataset_reads() {
+            return Err(public_reads_disabled());
+        }
+        // Check existence first so a missing file is a 404 with Foundry's error shape.
+        state.data.file(&rid, branch, path).map_err(api_error)?;
+        let location = state
+            .data
+            .file_location(&rid, branch, path)
+            .map_err(api_error)?;
+        return file_response(&location).await;
+    }
+    let f = state.data.file(&rid, branch, &rest).map_err(api_error)?;
+    Ok(axum::Json(file_json(&f)).into_response())
+}
+
+async fn post_file(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, rest)): UrlPath<(String, String)>,
+    Query(q): Query<FileQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorize_rid(&state, &headers, WRITE, &rid)?;
+    let Some(path) = rest.strip_suffix("/upload") else {
+        return Err(ApiError::not_found("EndpointNotFound").param("path", rest));
+    };
+    let data = &state.data;
+    // Either into an existing open transaction, or into a new one committed right away.
+    let (txn, auto_commit) = match &q.transaction_rid {
+        Some(t) => (t.clone(), false),
+        None => {
+            let branch = q.branch_name.as_deref().unwrap_or(MASTER);
+            let t = data
+                .create_transaction(
+                    &rid,
+                    branch,
+                    q.transaction_type.unwrap_or(TransactionType::Update),
+                )
+                .await
+                .map_err(api_error)?;
+            (t.rid, true)
+        }
+    };
+    let result = async {
+        let tmp = data.upload_target(&rid, &txn, path).map_err(api_error)?;
+        receive_body(body, &tmp).await?;
+        data.finish_upload(&rid, &txn, path, &tmp)
+            .await
+            .map_err(api_error)
+    }
+    .await;
+    if auto_commit {
+        match &result {
+            Ok(_) => {
+                data.commit_transaction(&rid, &txn)
+                    .await
+                    .map_err(api_error)?;
+            }
+            Err(_) => {
+                let _ = data.abort_transaction(&rid, &txn).await;
+            }
+        }
+    }
+    Ok(axum::Json(file_json(&result?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransactionsQuery {
+    preview: Option<bool>,
+    page_size: Option<usize>,
+    page_token: Option<String>,
+    branch_name: Option<String>,
+}
+
+async fn list_transactions(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath(rid): UrlPath<String>,
+    Query(q): Query<TransactionsQuery>,
+    headers: HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    if q.preview != Some(true) {
+        return Err(
+            ApiError::invalid_argument("ApiFeaturePreviewUsageOnly").param(
+                "detail",
+                "listing transactions is a preview endpoint: pass preview=true",
+            ),
+        );
+    }
+    let mut all = state.data.transactions(&rid).map_err(api_error)?;
+    if let Some(branch) = &q.branch_name {
+        all.retain(|t| &t.branch_name == branch);
+    }
+    let size = state.data.page_size(q.page_size);
+    let start = match &q.page_token {
+        Some(t) => all
+            .iter()
+            .position(|x| &x.rid == t)
+            .map_or(all.len(), |i| i + 1),
+        None => 0,
+    };
+    let page: Vec<_> = all.iter().skip(start).take(size).collect();
+    let mut body = json!({ "data": page });
+    if start + page.len() < all.len()
+        && let Some(last) = page.last()
+    {
+        body["nextPageToken"] = json!(last.rid);
+    }
+    Ok(axum::Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateTransaction {
+    transaction_type: Option<TransactionType>,
+}
+
+async fn create_transaction(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath(rid): UrlPath<String>,
+    Query(q): Query<FileQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorize_rid(&state, &headers, WRITE, &rid)?;
+    let req: CreateTransaction = if body.is_empty() {
+        CreateTransaction {
+            transaction_type: None,
+        }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::invalid_argument("InvalidTransactionRequest").param(
+                "detail",
+                format!(
+                    "expected {{\"transactionType\": \"SNAPSHOT\"|\"UPDATE\"|\"APPEND\"}}: {e}"
+                ),
+            )
+        })?
+    };
+    let branch = q.branch_name.as_deref().unwrap_or(MASTER);
+    let t = state
+        .data
+        .create_transaction(
+            &rid,
+            branch,
+            req.transaction_type.unwrap_or(TransactionType::Append),
+        )
+        .await
+        .map_err(api_error)?;
+    Ok(axum::Json(json!(t)))
+}
+
+async fn get_transaction(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, txn)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    let t = state.data.transaction(&rid, &txn).map_err(api_error)?;
+    Ok(axum::Json(json!(t)))
+}
+
+async fn close_transaction(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, txn, action)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorize_rid(&state, &headers, WRITE, &rid)?;
+    let t = match action.as_str() {
+        "commit" => state.data.commit_transaction(&rid, &txn).await,
+        "abort" => state.data.abort_transaction(&rid, &txn).await,
+        _ => return Err(ApiError::not_found("EndpointNotFound").param("action", action)),
+    }
+    .map_err(api_error)?;
+    Ok(axum::Json(json!(t)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LegacyListQuery {
+    page_size: Option<usize>,
+    page_token: Option<String>,
+}
+
+async fn legacy_list_files(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, branch)): UrlPath<(String, String)>,
+    Query(q): Query<LegacyListQuery>,
+    headers: HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    let page = state
+        .data
+        .list_files(&rid, &branch, None, q.page_size, q.page_token.as_deref())
+        .map_err(api_error)?;
+    let values: Vec<_> = page
+        .items
+        .iter()
+        .map(|f| {
+            json!({
+                "logicalPath": f.path,
+                "transactionRid": f.transaction_rid,
+                "fileMetadata": { "length": f.size },
+                "timeModified": f.updated_time,
+                "isOpen": false,
+            })
+        })
+        .collect();
+    Ok(axum::Json(
+        json!({ "values": values, "nextPageToken": page.next_page_token }),
+    ))
+}
+
+async fn legacy_read_file(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, branch, path)): UrlPath<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    state.data.file(&rid, &branch, &path).map_err(api_error)?;
+    let location = state
+        .data
+        .file_location(&rid, &branch, &path)
+        .map_err(api_error)?;
+    file_response(&location).await
+}

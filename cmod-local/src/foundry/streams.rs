@@ -1,1 +1,199 @@
-//! Local Foundry streams API.
+//! The local Foundry's stream endpoints, backed by JSON-lines files of the
+//! [`DataStore`](super::store::DataStore) (one record per line; offset = line number; one
+//! partition, `0`).
+//!
+//! High-scale API (PROTOCOL §5.4), served under both `/api` and `/stream-proxy/api`:
+//!
+//! | Request | What |
+//! |---|---|
+//! | `POST …/v2/highScale/streams/datasets/{rid}/streams/{branch}/publishRecord` `{"record"}` | append one record |
+//! | `POST …/publishRecords` `{"records": […]}` | append a batch (all or nothing) |
+//! | `GET …/getRecords?partitionId&startOffset&limit` | `[{"offset", "value"}]` |
+//! | `GET …/getEndOffsets` | `{"0": <next offset>}` |
+//! | `GET /api/v2/streams/datasets/{rid}/streams/{branch}` | stream metadata |
+//!
+//! Legacy stream-proxy endpoints: `GET /stream-proxy/api/streams/{rid}/branches/{branch}/records`
+//! (every record, `[{"offset", "value"}]`) and `POST …/jsonRecord` (body = one record).
+//!
+//! Tokens need `api:streams-read` / `api:streams-write` and access to the stream's RID.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::datasets::{api_error, authorize_rid};
+use super::{ApiError, FoundryState};
+
+const READ: &str = "api:streams-read";
+const WRITE: &str = "api:streams-write";
+
+/// The stream routes.
+pub(crate) fn routes() -> Router<Arc<FoundryState>> {
+    let mut r = Router::new();
+    for base in ["/api", "/stream-proxy/api"] {
+        let p = format!("{base}/v2/highScale/streams/datasets/{{rid}}/streams/{{branch}}");
+        r = r
+            .route(&format!("{p}/publishRecord"), post(publish_record))
+            .route(&format!("{p}/publishRecords"), post(publish_records))
+            .route(&format!("{p}/getRecords"), get(get_records))
+            .route(&format!("{p}/getEndOffsets"), get(get_end_offsets));
+    }
+    r.route(
+        "/api/v2/streams/datasets/{rid}/streams/{branch}",
+        get(get_stream),
+    )
+    .route(
+        "/stream-proxy/api/streams/{rid}/branches/{branch}/records",
+        get(legacy_records),
+    )
+    .route(
+        "/stream-proxy/api/streams/{rid}/branches/{branch}/jsonRecord",
+        post(legacy_json_record),
+    )
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], expected: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid_argument("InvalidRequestBody")
+            .param("detail", format!("expected {expected}: {e}"))
+    })
+}
+
+#[derive(Deserialize)]
+struct PublishRecord {
+    record: Value,
+}
+
+#[derive(Deserialize)]
+struct PublishRecords {
+    records: Vec<Value>,
+}
+
+async fn publish_record(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, branch)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    authorize_rid(&state, &headers, WRITE, &rid)?;
+    let req: PublishRecord = parse_body(&body, "{\"record\": {…}}")?;
+    state
+        .data
+        .append_records(&rid, &branch, &[req.record])
+        .await
+        .map_err(api_error)?;
+    Ok(axum::Json(json!({})))
+}
+
+async fn publish_records(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, branch)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    authorize_rid(&state, &headers, WRITE, &rid)?;
+    let req: PublishRecords = parse_body(&body, "{\"records\": [{…}, …]}")?;
+    state
+        .data
+        .append_records(&rid, &branch, &req.records)
+        .await
+        .map_err(api_error)?;
+    Ok(axum::Json(json!({})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordsQuery {
+    partition_id: Option<String>,
+    start_offset: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn get_records(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, branch)): UrlPath<(String, String)>,
+    Query(q): Query<RecordsQuery>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    if q.partition_id.as_deref().is_some_and(|p| p != "0") {
+        return Err(ApiError::invalid_argument("InvalidPartitionId")
+            .param("partitionId", q.partition_id.unwrap_or_default())
+            .param("detail", "local streams have one partition, `0`"));
+    }
+    let limit = state.data.page_size(q.limit);
+    let records = state
+        .data
+        .read_records(&rid, &branch, q.start_offset.unwrap_or(0), limit)
+        .map_err(api_error)?;
+    let out: Vec<Value> = records
+        .into_iter()
+        .map(|(offset, value)| json!({ "offset": offset, "value": value }))
+        .collect();
+    Ok(axum::Json(Value::Array(out)))
+}
+
+async fn get_end_offsets(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, branch)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    let end = state.data.end_offset(&rid, &branch).map_err(api_error)?;
+    Ok(axum::Json(json!({ "0": end })))
+}
+
+async fn get_stream(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, branch)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    state.data.end_offset(&rid, &branch).map_err(api_error)?;
+    Ok(axum::Json(json!({
+        "branchName": branch,
+        "schema": {},
+        "viewRid": format!("ri.foundry-streaming.main.view.{rid}"),
+        "partitionsCount": 1,
+        "streamType": "LOW_LATENCY",
+        "compressed": false,
+    })))
+}
+
+async fn legacy_records(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, branch)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    let records = state
+        .data
+        .read_records(&rid, &branch, 0, usize::MAX)
+        .map_err(api_error)?;
+    let out: Vec<Value> = records
+        .into_iter()
+        .map(|(offset, value)| json!({ "offset": offset, "value": value }))
+        .collect();
+    Ok(axum::Json(Value::Array(out)))
+}
+
+async fn legacy_json_record(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, branch)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    authorize_rid(&state, &headers, WRITE, &rid)?;
+    let record: Value = parse_body(&body, "one JSON object")?;
+    state
+        .data
+        .append_records(&rid, &branch, &[record])
+        .await
+        .map_err(api_error)?;
+    Ok(axum::Json(json!({})))
+}

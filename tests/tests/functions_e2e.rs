@@ -1,0 +1,439 @@
+//! End-to-end tests of functions mode: the `e2e_module` binary (src/bin/e2e_module.rs) runs as a
+//! child process against `cmod-local`'s runtime over real TLS, exactly as it would in Foundry.
+//! Every wait is bounded.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cmod_local::{LocalRuntime, LocalRuntimeOptions};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Module {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Module {
+    /// Starts the module with the runtime's environment (plus `extra`), capturing stdout lines.
+    fn start(env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Module {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_e2e_module"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env)
+            .env("CMOD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn e2e_module");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Module { child, lines }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until a stdout line satisfies `pred`.
+    async fn wait_for_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(l) = self.lines().into_iter().find(|l| pred(l)) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line {what}; got:\n{}",
+                self.lines().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("child pid");
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("module did not exit")
+            .unwrap()
+    }
+}
+
+async fn runtime(max_concurrent_tasks: usize) -> LocalRuntime {
+    LocalRuntime::start(LocalRuntimeOptions {
+        max_concurrent_tasks,
+        long_poll_timeout: Duration::from_millis(500),
+        ..LocalRuntimeOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn error_of(v: &Value) -> (&str, &str) {
+    let e = &v["error"];
+    (
+        e["kind"].as_str().unwrap_or_default(),
+        e["message"].as_str().unwrap_or_default(),
+    )
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_job_kind_gets_exactly_one_result() {
+    let rt = runtime(2).await;
+    let _module = Module::start(rt.env(), &[]);
+    let schemas = rt.wait_for_schemas(WAIT).await.unwrap();
+    assert!(
+        schemas
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["functionName"] == "add")
+    );
+
+    let r = rt.call("add", json!({"x": 2, "y": 3}), WAIT).await.unwrap();
+    assert_eq!(r.json().unwrap(), json!(5));
+
+    let r = rt
+        .call(
+            "echo",
+            json!({"payload": {"text": "t", "numbers": [1, 2], "note": null}}),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json().unwrap()["payload"],
+        Value::Null,
+        "echo returns the payload itself, not wrapped"
+    );
+    assert_eq!(r.json().unwrap()["text"], "t");
+
+    let r = rt
+        .call("fail", json!({"reason": "nope"}), WAIT)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let (kind, message) = error_of(&r);
+    assert_eq!(kind, "FunctionError");
+    assert!(message.contains("intentional failure: nope"), "{message}");
+
+    let r = rt
+        .call("add", json!({"x": "two", "y": 3}), WAIT)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let (kind, message) = error_of(&r);
+    assert_eq!(kind, "InvalidInput");
+    assert!(
+        message.contains('x'),
+        "the message names the input: {message}"
+    );
+
+    let r = rt
+        .call("add", json!({"x": 1}), WAIT)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let (kind, message) = error_of(&r);
+    assert_eq!(kind, "InvalidInput");
+    assert!(
+        message.contains('y'),
+        "the message names the missing input: {message}"
+    );
+
+    let r = rt
+        .call("no_such_function", json!({}), WAIT)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let (kind, message) = error_of(&r);
+    assert_eq!(kind, "UnknownFunction");
+    assert!(
+        message.contains("no_such_function") && message.contains("add"),
+        "{message}"
+    );
+
+    let r = rt
+        .call("boom", json!({}), WAIT)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let (kind, message) = error_of(&r);
+    assert_eq!(kind, "Panic");
+    assert!(message.contains("kaboom from boom()"), "{message}");
+
+    let r = rt
+        .call("unserializable", json!({}), WAIT)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let (kind, message) = error_of(&r);
+    assert_eq!(kind, "SerializationError");
+    assert!(message.contains("refuses to serialize"), "{message}");
+
+    let r = rt.call("count", json!({"n": 5}), WAIT).await.unwrap();
+    assert_eq!(r.body, b"01234", "one JSON value per chunk, no separators");
+    assert!(r.chunked, "streamed results use chunked transfer encoding");
+
+    // The module is still healthy after all of that.
+    let r = rt
+        .call("add", json!({"x": 40, "y": 2}), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(r.json().unwrap(), json!(42));
+
+    let stats = rt.stats();
+    assert_eq!(stats.duplicate_results, 0);
+    assert_eq!(stats.unknown_job_results, 0);
+    assert_eq!(stats.results_accepted, 10, "{stats:?}");
+    assert!(rt.in_flight().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_max_concurrent_tasks_jobs_run_at_once() {
+    let rt = runtime(4).await;
+    let _module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let f = if i % 2 == 0 {
+            "sleep_ms"
+        } else {
+            "sleep_blocking_ms"
+        };
+        ids.push(rt.enqueue(f, json!({"ms": 300})));
+    }
+    for id in &ids {
+        let r = rt.wait_result(id, WAIT).await.unwrap();
+        assert_eq!(r.json().unwrap(), json!(300));
+    }
+    let stats = rt.stats();
+    assert_eq!(stats.max_in_flight, 4, "4 jobs at once, never 5: {stats:?}");
+    assert_eq!(stats.results_accepted, 12);
+    assert_eq!(stats.duplicate_results, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_once_the_runtime_comes_up() {
+    let rt = LocalRuntime::start(LocalRuntimeOptions {
+        long_poll_timeout: Duration::from_millis(500),
+        refuse_connections_for: Some(Duration::from_secs(2)),
+        ..LocalRuntimeOptions::default()
+    })
+    .await
+    .unwrap();
+    let _module = Module::start(rt.env(), &[]);
+    let r = rt.call("add", json!({"x": 1, "y": 1}), WAIT).await.unwrap();
+    assert_eq!(r.json().unwrap(), json!(2));
+    assert!(
+        rt.schemas().is_some(),
+        "schemas were posted once the runtime came up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_result_failures_are_retried_and_delivered_exactly_once() {
+    let rt = runtime(1).await;
+    let _module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    rt.faults().fail_next_results(3, 503);
+    let ids: Vec<String> = (0..3)
+        .map(|i| rt.enqueue("add", json!({"x": i, "y": 10})))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let r = rt.wait_result(id, WAIT).await.unwrap();
+        assert_eq!(r.json().unwrap(), json!(i + 10));
+    }
+    // A streamed result is replayed too.
+    rt.faults().fail_next_results(1, 503);
+    let r = rt.call("count", json!({"n": 3}), WAIT).await.unwrap();
+    assert_eq!(r.body, b"012");
+    let stats = rt.stats();
+    assert_eq!(stats.rejected_by_fault, 4);
+    assert_eq!(stats.results_accepted, 4);
+    assert_eq!(stats.duplicate_results, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backs_off_when_the_runtime_keeps_failing() {
+    let rt = runtime(1).await;
+    rt.faults().fail_all_polls(Some(503));
+    let _module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    let start_polls = rt.stats().polls;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let polls = rt.stats().polls - start_polls;
+    // Backoff 100 ms, 200, 400, 800, 1600 …: about 5 polls in 3 s; a busy loop would make
+    // thousands.
+    assert!((2..=8).contains(&polls), "{polls} polls in 3 s");
+    rt.faults().fail_all_polls(None);
+    let r = rt.call("add", json!({"x": 1, "y": 2}), WAIT).await.unwrap();
+    assert_eq!(
+        r.json().unwrap(),
+        json!(3),
+        "recovers when the runtime does"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_jobs_finish_and_exits_zero() {
+    let rt = runtime(3).await;
+    let mut module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    let ids: Vec<String> = (0..3)
+        .map(|_| rt.enqueue("sleep_ms", json!({"ms": 1500})))
+        .collect();
+    wait_until("3 jobs in flight", || rt.in_flight().len() == 3).await;
+    module.signal("-TERM");
+    let status = module.wait_exit().await;
+    assert!(status.success(), "exit status {status:?}");
+    for id in &ids {
+        let r = rt.wait_result(id, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(r.json().unwrap(), json!(1500));
+    }
+    assert_eq!(rt.stats().duplicate_results, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_exceeding_the_grace_period_get_a_shutdown_error() {
+    let rt = runtime(1).await;
+    let mut module = Module::start(rt.env(), &[("CMOD_SHUTDOWN_GRACE_SECS", "0.5")]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    let id = rt.enqueue("sleep_ms", json!({"ms": 20000}));
+    wait_until("the job in flight", || rt.in_flight().len() == 1).await;
+    module.signal("-TERM");
+    assert!(module.wait_exit().await.success());
+    let r = rt
+        .wait_result(&id, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(error_of(&r).0, "Shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_a_runtime_not_signed_by_the_configured_ca() {
+    let rt = runtime(1).await;
+    let other = runtime(1).await;
+    let env: Vec<(String, String)> = rt
+        .env()
+        .into_iter()
+        .map(|(k, v)| {
+            if k.ends_with("CA_PATH") {
+                (k, other.ca_path().display().to_string())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let _module = Module::start(env, &[]);
+    let line = _module
+        .wait_for_line("about the certificate", |l| l.contains("certificate"))
+        .await;
+    let record: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["level"], "ERROR", "{line}");
+    assert!(
+        line.contains("DEFAULT_CA_PATH"),
+        "says what to check: {line}"
+    );
+    assert_eq!(
+        rt.stats().requests_total,
+        0,
+        "no HTTP request reached the untrusted runtime"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_are_sls_json_with_the_job_id() {
+    let rt = runtime(1).await;
+    let module = Module::start(rt.env(), &[("COMPUTE_SESSION_ID", "ses-test")]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    let r = rt
+        .call("log_line", json!({"text": "hi"}), WAIT)
+        .await
+        .unwrap();
+    let job_id = r.json().unwrap().as_str().unwrap().to_owned();
+    assert_eq!(job_id, r.job_id);
+    let line = module
+        .wait_for_line("from user code", |l| l.contains("user says hi"))
+        .await;
+    let record: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["type"], "service.1");
+    assert_eq!(record["level"], "INFO");
+    assert_eq!(record["message"], "user says hi");
+    assert_eq!(record["safe"], true);
+    assert!(
+        record["time"].is_string() && record["origin"].is_string() && record["thread"].is_string()
+    );
+    assert_eq!(record["params"]["job_id"], job_id.as_str());
+    assert_eq!(record["params"]["session_id"], "ses-test");
+    assert_eq!(record["params"]["note"], "from user code");
+    assert!(record["params"]["process_id"].is_string());
+    // Every stdout line is SLS JSON, and none carries the module auth token.
+    for l in module.lines() {
+        let v: Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert_eq!(v["type"], "service.1");
+        assert!(!l.contains(rt.token()), "token leaked: {l}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_notification_clears_jobs_of_a_crashed_container() {
+    let rt = runtime(1).await;
+    let mut first = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    let stale = rt.enqueue("sleep_ms", json!({"ms": 60000}));
+    wait_until("the job in flight", || {
+        rt.in_flight() == vec![stale.clone()]
+    })
+    .await;
+    first.signal("-KILL");
+    first.wait_exit().await;
+    let second = Module::start(rt.env(), &[]);
+    second
+        .wait_for_line("listing the dropped job", |l| l.contains(&stale))
+        .await;
+    assert_eq!(rt.stats().restart_notifications, 2, "each start sends one");
+    assert!(rt.in_flight().is_empty());
+    let r = rt.call("add", json!({"x": 1, "y": 1}), WAIT).await.unwrap();
+    assert_eq!(r.json().unwrap(), json!(2));
+}
