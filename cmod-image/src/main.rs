@@ -1,0 +1,304 @@
+//! `cmod-image`: build and check Foundry compute-module images without a Docker daemon.
+//!
+//! Run `cargo run -p cmod-image -- help` for usage; see `docs/container.md`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use cmod_image::build::{BinarySource, BuildOptions};
+
+const USAGE: &str = "\
+cmod-image: daemonless OCI images for cmod compute modules (Foundry requirements built in)
+
+USAGE:
+    cmod-image build --package <PKG> [--bin <NAME>] [OPTIONS]
+    cmod-image build --no-build --binary <PATH> --tag <NAME:TAG> (--output <DIR> | --archive <FILE>) [OPTIONS]
+    cmod-image check <LAYOUT-DIR | ARCHIVE.tar>
+
+BUILD OPTIONS:
+    -p, --package <PKG>      cargo package to build with `cargo build --profile PROFILE -p PKG`
+        --profile <PROFILE>  cargo profile (default: release)
+        --bin <NAME>         binary target, when the package has several
+        --no-build           do not run cargo; package --binary PATH as is
+        --binary <PATH>      the binary to package (with --no-build)
+        --output <DIR>       write an OCI image layout directory
+                             (default without --archive: <target>/oci/<bin>)
+        --archive <FILE>     write the layout as one tar (oci-archive; `docker load` works too)
+        --tag <NAME:TAG>     image reference (default <bin>:<package version>; never `latest`)
+        --user <UID>         numeric non-root runtime uid/gid (default 5000)
+        --expose <PORT>      expose a port for HTTP probes (1024-65535, not 8945/8946); repeatable
+        --label <K=V>        add an image label (e.g. server.openapi=...); repeatable
+        --env <K=V>          add an environment variable; repeatable
+        --add-file <HOST:IMAGE>  copy a host file into the image at an absolute path; repeatable
+        --ca-bundle <FILE>   CA bundle to ship (default /etc/ssl/certs/ca-certificates.crt)
+        --busybox <FILE>     busybox to use as /bin/sh, tee, echo (default: the host's
+                             /bin/sh, tee and echo; a static host busybox for static binaries)
+
+ENVIRONMENT:
+    SOURCE_DATE_EPOCH        timestamp for file mtimes and `created` (default 0: reproducible)
+    CARGO                    cargo program to run (default `cargo`)
+
+`build` checks the image it wrote; `check` exits 1 when an image violates a requirement.";
+
+#[derive(Debug)]
+enum Cli {
+    Help,
+    Build(Box<BuildOptions>),
+    Check(PathBuf),
+}
+
+fn key_value(flag: &str, value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{flag} expects KEY=VALUE, got `{value}`")),
+    }
+}
+
+fn parse_args(args: Vec<String>) -> Result<Cli, String> {
+    let mut args = args.into_iter();
+    let command = args.next();
+    match command.as_deref() {
+        None | Some("help" | "-h" | "--help") => return Ok(Cli::Help),
+        Some("check") => {
+            let path = args
+                .next()
+                .ok_or("check expects a layout directory or archive")?;
+            if let Some(extra) = args.next() {
+                return Err(format!("unexpected argument `{extra}`"));
+            }
+            return Ok(Cli::Check(PathBuf::from(path)));
+        }
+        Some("build") => {}
+        Some(other) => {
+            return Err(format!(
+                "unknown command `{other}` (expected build or check)"
+            ));
+        }
+    }
+    let mut package = None;
+    let mut bin = None;
+    let mut no_build = false;
+    let mut binary = None;
+    let mut output = None;
+    let mut archive = None;
+    let mut tag = None;
+    let mut user = None;
+    let mut expose = Vec::new();
+    let mut labels = BTreeMap::new();
+    let mut env = Vec::new();
+    let mut extra_files = Vec::new();
+    let mut ca_bundle = None;
+    let mut busybox = None;
+    let mut profile = None;
+    while let Some(flag) = args.next() {
+        if flag == "--no-build" {
+            no_build = true;
+            continue;
+        }
+        if flag == "-h" || flag == "--help" {
+            return Ok(Cli::Help);
+        }
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (flag, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} expects a value"))
+        };
+        match flag.as_str() {
+            "-p" | "--package" => package = Some(value()?),
+            "--bin" => bin = Some(value()?),
+            "--binary" => binary = Some(PathBuf::from(value()?)),
+            "--output" | "-o" => output = Some(PathBuf::from(value()?)),
+            "--archive" => archive = Some(PathBuf::from(value()?)),
+            "--tag" | "-t" => tag = Some(value()?),
+            "--user" => {
+                let v = value()?;
+                user = Some(v.parse::<u32>().map_err(|_| {
+                    format!("--user expects a numeric uid (Foundry requires one), got `{v}`")
+                })?);
+            }
+            "--expose" => {
+                let v = value()?;
+                let port = v
+                    .trim_end_matches("/tcp")
+                    .parse::<u16>()
+                    .map_err(|_| format!("--expose expects a port number, got `{v}`"))?;
+                expose.push(port);
+            }
+            "--label" => {
+                let (k, v) = key_value("--label", &value()?)?;
+                labels.insert(k, v);
+            }
+            "--env" => env.push(key_value("--env", &value()?)?),
+            "--add-file" => {
+                let v = value()?;
+                let (host, image) = v
+                    .split_once(':')
+                    .filter(|(h, i)| !h.is_empty() && i.starts_with('/'))
+                    .ok_or_else(|| {
+                        format!("--add-file expects HOST_PATH:/ABSOLUTE/IMAGE/PATH, got `{v}`")
+                    })?;
+                extra_files.push((PathBuf::from(host), image.to_owned()));
+            }
+            "--ca-bundle" => ca_bundle = Some(PathBuf::from(value()?)),
+            "--busybox" => busybox = Some(PathBuf::from(value()?)),
+            "--profile" => profile = Some(value()?),
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    let mut opts = match (no_build, binary, package) {
+        (true, Some(path), _) => BuildOptions::prebuilt(path),
+        (true, None, _) => return Err("--no-build needs --binary PATH".to_owned()),
+        (false, Some(_), _) => {
+            return Err(
+                "--binary is only used with --no-build (or drop it to build with cargo)".to_owned(),
+            );
+        }
+        (false, None, Some(package)) => BuildOptions::cargo(package),
+        (false, None, None) => {
+            return Err("build needs --package PKG (or --no-build --binary PATH)".to_owned());
+        }
+    };
+    if let BinarySource::Cargo { bin: b, .. } = &mut opts.binary {
+        *b = bin;
+    } else if bin.is_some() {
+        return Err("--bin selects a cargo binary target; with --no-build use --binary".to_owned());
+    }
+    if let Some(profile) = profile {
+        opts.profile = profile;
+    }
+    opts.output_dir = output;
+    opts.archive = archive;
+    opts.tag = tag;
+    if let Some(user) = user {
+        opts.user = user;
+    }
+    opts.expose = expose;
+    opts.labels = labels;
+    opts.env = env;
+    opts.extra_files = extra_files;
+    if let Some(ca) = ca_bundle {
+        opts.ca_bundle = ca;
+    }
+    opts.busybox = busybox;
+    if let Some(epoch) = std::env::var_os("SOURCE_DATE_EPOCH") {
+        let epoch = epoch.to_string_lossy();
+        opts.source_date_epoch = epoch
+            .trim()
+            .parse()
+            .map_err(|_| format!("SOURCE_DATE_EPOCH must be seconds since 1970, got `{epoch}`"))?;
+    }
+    Ok(Cli::Build(Box::new(opts)))
+}
+
+fn run_check(path: &Path) -> ExitCode {
+    match cmod_image::check(path) {
+        Ok(report) => {
+            print!("{report}");
+            if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{} fails Foundry's container requirements", path.display());
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: cannot check {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match parse_args(std::env::args().skip(1).collect()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e}\n\nRun `cmod-image help` for usage.");
+            return ExitCode::from(2);
+        }
+    };
+    match cli {
+        Cli::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Cli::Check(path) => run_check(&path),
+        Cli::Build(opts) => {
+            let report = match cmod_image::build(&opts) {
+                Ok(report) => report,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            print!("{report}");
+            let written = report.archive.as_ref().or(report.output_dir.as_ref());
+            let Some(written) = written else {
+                return ExitCode::SUCCESS;
+            };
+            println!(
+                "\nchecking {} against Foundry's requirements:",
+                written.display()
+            );
+            let code = run_check(written);
+            if code == ExitCode::SUCCESS {
+                let (transport, path) = match &report.archive {
+                    Some(a) => ("oci-archive", a),
+                    None => ("oci", written),
+                };
+                let name = report.reference.name.rsplit('/').next().unwrap_or_default();
+                println!(
+                    "\npush it (never as `latest`; see docs/container.md):\n    skopeo copy {transport}:{} docker://<stack>-container-registry.palantirfoundry.com/{name}:{}",
+                    path.display(),
+                    report.reference.tag
+                );
+            }
+            code
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn parses_build_and_check() {
+        let Ok(Cli::Build(opts)) = parse_args(args(
+            "build -p quickstart --bin quickstart --archive q.tar --tag q:1 --expose 8080 --label a=b --env X=1",
+        )) else {
+            panic!("expected build");
+        };
+        assert_eq!(
+            opts.binary,
+            BinarySource::Cargo {
+                package: "quickstart".into(),
+                bin: Some("quickstart".into())
+            }
+        );
+        assert_eq!(opts.expose, [8080]);
+        assert_eq!(opts.labels.get("a").map(String::as_str), Some("b"));
+        assert!(matches!(parse_args(args("check dir")), Ok(Cli::Check(_))));
+    }
+
+    #[test]
+    fn usage_errors_are_specific() {
+        let err = parse_args(args("build --no-build")).unwrap_err();
+        assert!(err.contains("--binary"), "{err}");
+        let err = parse_args(args("build -p x --user root")).unwrap_err();
+        assert!(err.contains("numeric"), "{err}");
+        let err = parse_args(args("build -p x --env NOEQUALS")).unwrap_err();
+        assert!(err.contains("KEY=VALUE"), "{err}");
+        let err = parse_args(args("frobnicate")).unwrap_err();
+        assert!(err.contains("frobnicate"), "{err}");
+    }
+}
