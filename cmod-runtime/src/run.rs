@@ -69,9 +69,16 @@ pub async fn run() -> crate::Result<()> {
     if flags.print_schemas {
         return print_schemas();
     }
+    let pipeline = crate::pipeline::registered()?;
     if flags.local || local_opt_in() {
         #[cfg(feature = "local")]
-        return crate::local::run_local(flags).await;
+        return match pipeline {
+            Some(def) => {
+                logging::init(LogFormat::Pretty);
+                crate::pipeline::local::run_local_pipeline(def, shutdown_signal()).await
+            }
+            None => crate::local::run_local(flags).await,
+        };
         #[cfg(not(feature = "local"))]
         return Err(crate::Error::Usage(
             "this binary was built without cmod-runtime's `local` feature; rebuild with it to use CMOD_LOCAL=1 / --local".into(),
@@ -81,6 +88,19 @@ pub async fn run() -> crate::Result<()> {
         return Err(crate::Error::Usage(format!(
             "`--invoke` only works on the local runtime: add `--local` or set {LOCAL_OPT_IN_VAR}=1"
         )));
+    }
+    if let Some(def) = pipeline {
+        if crate::pipeline::has_pipeline_environment(crate::env::lookup()) {
+            logging::init(LogFormat::Sls);
+            return crate::pipeline::run_pipeline(def, shutdown_signal()).await;
+        }
+        if !crate::config::has_functions_environment(crate::env::lookup()) {
+            return Err(crate::config::ConfigError {
+                problems: Vec::new(),
+                no_foundry_environment: true,
+            }
+            .into());
+        }
     }
     let config = RuntimeConfig::from_env()?;
     logging::init(LogFormat::Sls);

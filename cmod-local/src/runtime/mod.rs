@@ -446,6 +446,13 @@ impl LocalRuntime {
         }
     }
 
+    /// When the first authenticated `GET job` reached this runtime (taken as the request is
+    /// handled, before any long-poll wait), or `None` before any. Benchmarks compare it with the
+    /// module's spawn time to measure time to first poll.
+    pub fn first_poll_at(&self) -> Option<std::time::Instant> {
+        self.inner.state.first_poll_at()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.inner.state.stats()

@@ -110,6 +110,7 @@ async fn get_job(AxState(state): AxState<Arc<State>>, headers: HeaderMap) -> Res
         return r;
     }
     Counters::bump(&state.counters.polls);
+    state.mark_poll();
     if let Some(status) = state.faults.poll_fault() {
         return injected(&state, status, ROUTE);
     }

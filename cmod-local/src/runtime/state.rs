@@ -6,8 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{Notify, oneshot, watch};
@@ -236,6 +236,8 @@ pub(crate) struct State {
     closed: AtomicBool,
     pub(crate) faults: FaultState,
     ids: IdGen,
+    /// When the first authenticated `GET job` arrived (startup-time benchmarks).
+    first_poll: OnceLock<Instant>,
 }
 
 impl fmt::Debug for State {
@@ -265,7 +267,18 @@ impl State {
             closed: AtomicBool::new(false),
             faults: FaultState::default(),
             ids,
+            first_poll: OnceLock::new(),
         }
+    }
+
+    /// Records an authenticated `GET job`: only the first one's time is kept.
+    pub(crate) fn mark_poll(&self) {
+        let _ = self.first_poll.get_or_init(Instant::now);
+    }
+
+    /// When the first authenticated `GET job` arrived, if one has.
+    pub(crate) fn first_poll_at(&self) -> Option<Instant> {
+        self.first_poll.get().copied()
     }
 
     pub(crate) fn token(&self) -> &str {

@@ -1,1 +1,551 @@
-//! Pipeline mode: `#[pipeline]`, the alias map, dataset/stream/media-set handles.
+//! Pipeline mode: `#[pipeline]`, the alias map, and dataset / stream / media-set handles.
+//!
+//! In pipeline mode Foundry sends no jobs: the module reads its configured inputs and writes
+//! its outputs with the build token, so the build system tracks provenance (PROTOCOL §5).
+//!
+//! ```no_run
+//! use cmod_runtime::pipeline::{DatasetInput, DatasetOutput};
+//! use cmod_runtime::pipeline;
+//!
+//! /// Copies every CSV file of `raw_orders` to `clean_orders`.
+//! #[pipeline(input = "raw_orders", output = "clean_orders")]
+//! async fn clean(raw: DatasetInput, out: DatasetOutput) -> Result<(), cmod_runtime::pipeline::PipelineError> {
+//!     for file in raw.list_files(None).await? {
+//!         let bytes = raw.read(&file.path).await?;
+//!         out.write(&file.path, bytes).await?;
+//!     }
+//!     Ok(())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), cmod_runtime::Error> {
+//!     cmod_runtime::run().await
+//! }
+//! ```
+//!
+//! # Binding aliases to parameters
+//!
+//! `#[pipeline(input = "a", output = "b", …)]` takes any number of `input` and `output` keys
+//! (at least one of each). The aliases bind to the function's parameters **in order**: the
+//! first key to the first parameter, the second key to the second, and so on. A parameter bound
+//! to an `input` alias must be an input handle ([`DatasetInput`], [`StreamInput<T>`],
+//! [`MediaSetInput`]), one bound to an `output` alias an output handle ([`DatasetOutput`],
+//! [`StreamOutput<T>`], [`MediaSetOutput`]); anything else is a compile error. The function
+//! must be an `async fn` returning `()` or `Result<(), E>` with `E: Display`; it stays an
+//! ordinary function you can call from tests.
+//!
+//! # Lifecycle
+//!
+//! 1. `RESOURCE_ALIAS_MAP` (alias → `{rid, branch}`; branch defaults to `master`),
+//!    `BUILD2_TOKEN`, and `FOUNDRY_SERVICE_DISCOVERY_V2` (or `FOUNDRY_URL`) are read; every
+//!    problem is reported at once, naming the variable and file.
+//! 2. Every declared alias must be in the map; otherwise one error lists the missing aliases and
+//!    the available ones.
+//! 3. Each handle is opened: inputs check that the resource is reachable (a resource the build
+//!    token does not cover fails here, naming the alias and RID); dataset outputs get their
+//!    transaction; media-set outputs theirs when the media set is transactional.
+//! 4. The function runs.
+//! 5. On success every output is committed, once. On an error, or when SIGTERM/SIGINT arrives
+//!    first (the function's future is dropped), every output is aborted, the error is logged
+//!    with the alias and RID, and [`run`](crate::run) returns it (the process exits non-zero).
+//!
+//! # Dataset output transactions
+//!
+//! A [`DatasetOutput`] writes into one transaction. If the build system already opened one on
+//! the output's branch (the newest `OPEN` transaction, from
+//! `GET /v2/datasets/{rid}/transactions?preview=true`), uploads go into it and it is **not**
+//! committed by the module: the build system owns it and commits it when the pipeline
+//! completes. Otherwise the handle opens a `SNAPSHOT` transaction (the output's files become
+//! exactly the files written by this run) and commits it when the function returns `Ok`.
+//! Either way, on failure or cancellation the transaction is aborted, so a half-written output
+//! is never committed. An output with a [`FileWriter`] dropped before
+//! [`finish`](FileWriter::finish), or a failed upload that was not redone, is aborted too and
+//! the run fails with [`PipelineError::Incomplete`].
+//!
+//! Stream records are visible as soon as they are published: streams have no transactions, so
+//! a failed run cannot take back what it published (and a re-run may publish duplicates).
+
+mod aliases;
+mod api;
+mod dataset;
+mod error;
+mod media;
+mod reader;
+mod stream;
+
+#[cfg(feature = "local")]
+pub mod local;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+
+pub use aliases::{DEFAULT_BRANCH, RESOURCE_ALIAS_MAP_VAR, Resource, ResourceAliasMap};
+pub use dataset::{DatasetInput, DatasetOutput, FileInfo, FileWriter};
+pub use error::{PipelineError, ResourceKind, ResourceRef};
+pub use media::{MediaSetInput, MediaSetOutput};
+pub use reader::FileReader;
+pub use stream::{Record, RecordCursor, StreamInput, StreamOutput};
+
+use crate::auth::{AuthError, Credentials, PipelineToken};
+use crate::config::{ConfigError, Problem};
+use crate::foundry::FoundryClient;
+use api::Api;
+
+/// One alias declared by `#[pipeline]`, with the kind of handle bound to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AliasDef {
+    /// The alias.
+    pub alias: &'static str,
+    /// The kind of resource the bound handle reads or writes.
+    pub kind: ResourceKind,
+}
+
+/// The future a generated pipeline runner returns.
+pub type PipelineFuture = Pin<Box<dyn Future<Output = Result<(), PipelineError>> + Send>>;
+
+/// Everything the runtime knows about the `#[pipeline]` function. Generated by the macro; not
+/// meant to be written by hand.
+pub struct PipelineDef {
+    /// The Rust name of the function.
+    pub name: &'static str,
+    /// `module_path!()` of the function.
+    pub module_path: &'static str,
+    /// Source file of the function.
+    pub file: &'static str,
+    /// Source line of the function.
+    pub line: u32,
+    /// The input aliases, in declaration order.
+    pub inputs: &'static [AliasDef],
+    /// The output aliases, in declaration order.
+    pub outputs: &'static [AliasDef],
+    /// Opens every handle and calls the function.
+    pub run: fn(PipelineContext) -> PipelineFuture,
+}
+
+impl PipelineDef {
+    /// `path::to::fn (src/main.rs:12)`: where the pipeline is defined.
+    pub fn location(&self) -> String {
+        format!(
+            "{}::{} ({}:{})",
+            self.module_path, self.name, self.file, self.line
+        )
+    }
+
+    /// Every declared alias: inputs, then outputs.
+    pub fn aliases(&self) -> impl Iterator<Item = &'static AliasDef> {
+        self.inputs.iter().chain(self.outputs.iter())
+    }
+}
+
+impl fmt::Debug for PipelineDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineDef")
+            .field("location", &self.location())
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+inventory::collect!(PipelineDef);
+
+/// Names the [`PipelineDef`] generated by `#[pipeline]` for a function, to run that pipeline
+/// explicitly (for example in a test binary that links several):
+/// `run_pipeline(cmod_runtime::pipeline_def!(my_mod::clean), shutdown)`.
+#[macro_export]
+macro_rules! pipeline_def {
+    ($($path:ident)::+) => {
+        &$($path)::+::__CMOD_PIPELINE_DEF
+    };
+}
+
+/// The `#[pipeline]` linked into this binary: `Ok(None)` when there is none, an error naming
+/// both when there are several.
+pub fn registered() -> Result<Option<&'static PipelineDef>, PipelineError> {
+    let mut found: Option<&'static PipelineDef> = None;
+    for def in inventory::iter::<PipelineDef> {
+        match found {
+            Some(first) if !std::ptr::eq(first, def) => {
+                let (a, b) = if first.location() <= def.location() {
+                    (first, def)
+                } else {
+                    (def, first)
+                };
+                return Err(PipelineError::MultiplePipelines {
+                    first: a.location(),
+                    second: b.location(),
+                });
+            }
+            _ => found = Some(def),
+        }
+    }
+    Ok(found)
+}
+
+/// Whether the environment looks like pipeline mode (`BUILD2_TOKEN` or `RESOURCE_ALIAS_MAP`
+/// set).
+pub fn has_pipeline_environment(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
+    [crate::auth::PIPELINE_TOKEN_VAR, RESOURCE_ALIAS_MAP_VAR]
+        .iter()
+        .any(|v| crate::config::var(lookup, v).is_some())
+}
+
+/// An output whose transaction is finished when the pipeline ends.
+pub(crate) trait Finalize: Send + Sync {
+    /// The output.
+    fn resource(&self) -> &ResourceRef;
+    /// Makes the output's writes visible (or leaves them to the build system).
+    fn commit(&self) -> BoxFuture<'_, Result<(), PipelineError>>;
+    /// Discards the output's writes.
+    fn abort(&self) -> BoxFuture<'_, Result<(), PipelineError>>;
+}
+
+/// What the generated code opens handles with. Not public API.
+#[derive(Clone)]
+pub struct PipelineContext {
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    pipeline: &'static str,
+    api: Api,
+    aliases: ResourceAliasMap,
+    outputs: Mutex<Vec<Arc<dyn Finalize>>>,
+}
+
+impl fmt::Debug for PipelineContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineContext")
+            .field("pipeline", &self.inner.pipeline)
+            .field("aliases", &self.inner.aliases)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PipelineContext {
+    fn new(pipeline: &'static str, client: FoundryClient, aliases: ResourceAliasMap) -> Self {
+        Self {
+            inner: Arc::new(ContextInner {
+                pipeline,
+                api: Api::new(client),
+                aliases,
+                outputs: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub(crate) fn api(&self) -> &Api {
+        &self.inner.api
+    }
+
+    /// The resource of a declared alias.
+    pub(crate) fn resource(
+        &self,
+        alias: &str,
+        kind: ResourceKind,
+    ) -> Result<ResourceRef, PipelineError> {
+        let map = &self.inner.aliases;
+        let r = map
+            .get(alias)
+            .ok_or_else(|| PipelineError::MissingAliases {
+                pipeline: self.inner.pipeline.to_owned(),
+                missing: vec![alias.to_owned()],
+                available: map.aliases().map(str::to_owned).collect(),
+                file: map.file().to_owned(),
+            })?;
+        Ok(ResourceRef {
+            alias: alias.to_owned(),
+            rid: r.rid.trim().to_owned(),
+            branch: r.branch().to_owned(),
+            kind,
+        })
+    }
+
+    pub(crate) fn register_output(&self, output: Arc<dyn Finalize>) {
+        self.outputs().push(output);
+    }
+
+    fn outputs(&self) -> std::sync::MutexGuard<'_, Vec<Arc<dyn Finalize>>> {
+        // Pushes and clones only: a poisoned lock still holds a consistent list.
+        self.inner
+            .outputs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Commits every output, in order; if one fails, the rest are aborted.
+    async fn commit_all(&self) -> Result<(), PipelineError> {
+        let outputs: Vec<_> = self.outputs().clone();
+        let mut errors = Vec::new();
+        for output in &outputs {
+            if errors.is_empty() {
+                match output.commit().await {
+                    Ok(()) => {
+                        let r = output.resource();
+                        tracing::info!(alias = %r.alias, rid = %r.rid, "output committed");
+                    }
+                    Err(e) => errors.push(e),
+                }
+            } else if let Err(e) = output.abort().await {
+                log_error(&e);
+            }
+        }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(PipelineError::Several(errors)),
+        }
+    }
+
+    /// Aborts every output; failures are logged (the run already failed).
+    async fn abort_all(&self) {
+        let outputs: Vec<_> = self.outputs().clone();
+        for output in &outputs {
+            let r = output.resource();
+            match output.abort().await {
+                Ok(()) => tracing::info!(alias = %r.alias, rid = %r.rid, "output aborted"),
+                Err(e) => log_error(&e),
+            }
+        }
+    }
+}
+
+fn log_error(e: &PipelineError) {
+    match e.resource() {
+        Some(r) => tracing::error!(alias = %r.alias, rid = %r.rid, error = %e, "pipeline error"),
+        None => tracing::error!(error = %e, "pipeline error"),
+    }
+}
+
+/// A handle that can be bound to an `input = "…"` alias of `#[pipeline]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be bound to an `input` alias of `#[pipeline]`",
+    label = "this parameter is bound to an `input = \"…\"` alias",
+    note = "aliases bind to the parameters in order; input parameters take `DatasetInput`, \
+            `StreamInput<T>` or `MediaSetInput` (from `cmod_runtime::pipeline`)"
+)]
+pub trait InputHandle: Sized + Send + 'static {
+    /// The kind of resource this handle reads.
+    const KIND: ResourceKind;
+
+    /// Opens the handle for `alias`. Called by the generated code.
+    #[doc(hidden)]
+    fn open(
+        ctx: &PipelineContext,
+        alias: &'static str,
+    ) -> impl Future<Output = Result<Self, PipelineError>> + Send;
+}
+
+/// A handle that can be bound to an `output = "…"` alias of `#[pipeline]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be bound to an `output` alias of `#[pipeline]`",
+    label = "this parameter is bound to an `output = \"…\"` alias",
+    note = "aliases bind to the parameters in order; output parameters take `DatasetOutput`, \
+            `StreamOutput<T>` or `MediaSetOutput` (from `cmod_runtime::pipeline`)"
+)]
+pub trait OutputHandle: Sized + Send + 'static {
+    /// The kind of resource this handle writes.
+    const KIND: ResourceKind;
+
+    /// Opens the handle for `alias`. Called by the generated code.
+    #[doc(hidden)]
+    fn open(
+        ctx: &PipelineContext,
+        alias: &'static str,
+    ) -> impl Future<Output = Result<Self, PipelineError>> + Send;
+}
+
+/// What a `#[pipeline]` function may return: `()` or `Result<(), E>` with `E: Display`.
+#[diagnostic::on_unimplemented(
+    message = "`#[pipeline]` functions must return `()` or `Result<(), E>` where `E: Display`, \
+               not `{Self}`",
+    label = "unsupported return type"
+)]
+pub trait PipelineReturn {
+    /// The error message, if the function failed.
+    fn into_failure(self) -> Option<String>;
+}
+
+impl PipelineReturn for () {
+    fn into_failure(self) -> Option<String> {
+        None
+    }
+}
+
+impl<E: fmt::Display> PipelineReturn for Result<(), E> {
+    fn into_failure(self) -> Option<String> {
+        self.err().map(|e| format!("{e:#}"))
+    }
+}
+
+/// Turns the function's return value into the runner's result. Called by the generated code.
+#[doc(hidden)]
+pub fn pipeline_result<R: PipelineReturn>(
+    pipeline: &'static str,
+    returned: R,
+) -> Result<(), PipelineError> {
+    match returned.into_failure() {
+        None => Ok(()),
+        Some(message) => Err(PipelineError::Failed {
+            pipeline: pipeline.to_owned(),
+            message,
+        }),
+    }
+}
+
+/// Reads the pipeline environment: the alias map, the build token and the Foundry client
+/// (discovery, CA). Every problem is reported at once.
+fn load_environment(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(ResourceAliasMap, FoundryClient), ConfigError> {
+    let mut problems = Vec::new();
+    let aliases = ResourceAliasMap::from_lookup(lookup)
+        .map_err(|p| problems.push(p))
+        .ok();
+    let token = match PipelineToken::from_lookup(lookup) {
+        Ok(t) => Some(t),
+        Err(AuthError::PipelineToken { message }) => {
+            problems.push(Problem {
+                var: crate::auth::PIPELINE_TOKEN_VAR.to_owned(),
+                message: format!(
+                    "{message}: pipeline mode needs the build token file Foundry mounts"
+                ),
+            });
+            None
+        }
+        Err(e) => {
+            problems.push(Problem {
+                var: crate::auth::PIPELINE_TOKEN_VAR.to_owned(),
+                message: e.to_string(),
+            });
+            None
+        }
+    };
+    let client = FoundryClient::builder()
+        .credentials(Credentials::Pipeline(token.clone().unwrap_or_default()))
+        .build_from_lookup(lookup);
+    let client = match client {
+        Ok(c) => match c.api_url() {
+            Ok(_) => Some(c),
+            Err(_) => {
+                problems.push(Problem {
+                    var: crate::discovery::DISCOVERY_VAR.to_owned(),
+                    message: "not set (nor FOUNDRY_URL): pipeline mode needs the Foundry API \
+                              gateway URL (`api_gateway` in the service discovery file)"
+                        .to_owned(),
+                });
+                None
+            }
+        },
+        Err(e) => {
+            problems.push(Problem {
+                var: crate::discovery::DISCOVERY_VAR.to_owned(),
+                message: e.to_string(),
+            });
+            None
+        }
+    };
+    match (aliases, token, client) {
+        (Some(a), Some(_), Some(c)) if problems.is_empty() => Ok((a, c)),
+        _ => Err(ConfigError {
+            problems,
+            no_foundry_environment: false,
+        }),
+    }
+}
+
+/// Checks that every alias the pipeline declares is in the map.
+fn check_aliases(def: &PipelineDef, map: &ResourceAliasMap) -> Result<(), PipelineError> {
+    let missing: Vec<String> = def
+        .aliases()
+        .filter(|a| map.get(a.alias).is_none())
+        .map(|a| a.alias.to_owned())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(PipelineError::MissingAliases {
+        pipeline: def.name.to_owned(),
+        missing,
+        available: map.aliases().map(str::to_owned).collect(),
+        file: map.file().to_owned(),
+    })
+}
+
+/// Runs the pipeline against the environment's Foundry until it finishes or `shutdown`
+/// completes: reads the alias map and the build token, resolves every alias, opens the handles,
+/// runs the function, and commits the outputs on success or aborts them on an error or shutdown.
+pub async fn run_pipeline(
+    def: &'static PipelineDef,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), crate::Error> {
+    run_pipeline_with(def, crate::env::lookup(), shutdown).await
+}
+
+/// [`run_pipeline`] with an explicit variable lookup.
+pub async fn run_pipeline_with(
+    def: &'static PipelineDef,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), crate::Error> {
+    let (aliases, client) = load_environment(lookup)?;
+    let result = run_with(def, aliases, client, shutdown).await;
+    if let Err(e) = &result {
+        log_error(e);
+    }
+    result.map_err(crate::Error::from)
+}
+
+async fn run_with(
+    def: &'static PipelineDef,
+    aliases: ResourceAliasMap,
+    client: FoundryClient,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), PipelineError> {
+    check_aliases(def, &aliases)?;
+    for a in def.aliases() {
+        if let Some(r) = aliases.get(a.alias) {
+            tracing::info!(
+                pipeline = def.name,
+                alias = a.alias,
+                rid = %r.rid,
+                branch = r.branch(),
+                kind = %a.kind,
+                "resolved alias"
+            );
+        }
+    }
+    let ctx = PipelineContext::new(def.name, client, aliases);
+    let run = (def.run)(ctx.clone());
+    tokio::pin!(shutdown);
+    let outcome = tokio::select! {
+        biased;
+        () = &mut shutdown => None,
+        r = run => Some(r),
+    };
+    match outcome {
+        Some(Ok(())) => {
+            ctx.commit_all().await?;
+            tracing::info!(pipeline = def.name, "pipeline finished");
+            Ok(())
+        }
+        Some(Err(e)) => {
+            ctx.abort_all().await;
+            Err(e)
+        }
+        None => {
+            tracing::warn!(
+                pipeline = def.name,
+                "shutdown signal received: cancelling the pipeline"
+            );
+            ctx.abort_all().await;
+            Err(PipelineError::Cancelled {
+                pipeline: def.name.to_owned(),
+            })
+        }
+    }
+}
