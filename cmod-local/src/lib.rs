@@ -73,7 +73,6 @@
 //!
 //! [`foundry`] serves the Foundry APIs a module calls (OAuth2, datasets, streams, media sets)
 //! over HTTPS, for pipeline-mode and application-permission modules.
-#![allow(missing_docs)]
 pub mod foundry;
 pub mod https;
 pub mod runtime;

@@ -13,10 +13,10 @@ use crate::registry::RegistryError;
 pub enum Error {
     /// The environment does not describe a usable Foundry runtime.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(Box<ConfigError>),
     /// The registered functions are inconsistent (duplicate names, unsupported types).
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Registry(Box<RegistryError>),
     /// The compute-module runtime could not be reached or answered something unusable.
     #[error("compute-module runtime: {0}")]
     Runtime(String),
@@ -25,20 +25,20 @@ pub enum Error {
     Local(String),
     /// A Foundry credential is unavailable or was refused (auth modes, token endpoint).
     #[error(transparent)]
-    Auth(#[from] crate::auth::AuthError),
+    Auth(Box<crate::auth::AuthError>),
     /// The sources files are invalid, or a required source or secret is missing.
     #[error(transparent)]
-    Source(#[from] crate::sources::SourceError),
+    Source(Box<crate::sources::SourceError>),
     /// A Foundry API call failed.
     #[error(transparent)]
-    Foundry(#[from] crate::foundry::FoundryError),
+    Foundry(Box<crate::foundry::FoundryError>),
     /// The command line was used wrongly.
     #[error("{0}")]
     Usage(String),
     /// A pipeline could not start, failed, or was cancelled; the message names the pipeline,
     /// alias and RID involved.
     #[error(transparent)]
-    Pipeline(#[from] crate::pipeline::PipelineError),
+    Pipeline(Box<crate::pipeline::PipelineError>),
     /// An I/O error outside any request (for example writing to stdout).
     #[error("{context}: {source}")]
     Io {
@@ -49,6 +49,26 @@ pub enum Error {
         source: std::io::Error,
     },
 }
+
+// Large errors are boxed so `Result<T, Error>` stays small on the happy path; `?` still
+// converts the unboxed errors.
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {$(
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Config(ConfigError),
+    Registry(RegistryError),
+    Auth(crate::auth::AuthError),
+    Source(crate::sources::SourceError),
+    Foundry(crate::foundry::FoundryError),
+);
 
 /// `Result<T, cmod_runtime::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use crate::client::{ClientError, Delivery, Job, Polled, RuntimeClient};
 use crate::config::RuntimeConfig;
 use crate::context::Context;
+use crate::function_call::panic_message;
 use crate::invoke::{ErrorKind, JobError, Output};
 use crate::registry::Registry;
 
@@ -332,7 +333,10 @@ async fn execute(shared: &Shared, job: &Job, span: tracing::Span) -> Result<Outp
     tokio::select! {
         joined = handle => match joined {
             Ok(outcome) => outcome,
-            Err(e) if e.is_panic() => Err(JobError::new(ErrorKind::Panic, format!("the function panicked: {}", panic_message(e.into_panic())))),
+            Err(e) if e.is_panic() => Err(JobError::new(
+                ErrorKind::Panic,
+                format!("the function panicked: {}", panic_message(e.into_panic().as_ref())),
+            )),
             Err(_) => Err(shutdown_error()),
         },
         _ = hard_stop.wait_for(|s| *s) => {
@@ -347,16 +351,6 @@ fn shutdown_error() -> JobError {
         ErrorKind::Shutdown,
         "the module shut down before the function finished",
     )
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_owned()
-    }
 }
 
 /// Posts the schemas, retrying connection errors with capped backoff (about 30 s in all).
@@ -426,12 +420,5 @@ mod tests {
         assert_eq!(got, vec![100, 200, 350, 350, 350]);
         b.reset();
         assert_eq!(b.next_delay().as_millis(), 100);
-    }
-
-    #[test]
-    fn panic_messages_are_extracted() {
-        assert_eq!(panic_message(Box::new("boom")), "boom");
-        assert_eq!(panic_message(Box::new(String::from("bang"))), "bang");
-        assert_eq!(panic_message(Box::new(1u8)), "(non-string panic payload)");
     }
 }

@@ -1,5 +1,52 @@
-//! cmod runtime (crate docs are written in the README pass).
-#![allow(missing_docs)]
+//! Typed Palantir Foundry compute modules in Rust.
+//!
+//! Annotate plain functions with [`#[compute_function]`](macro@compute_function) (functions mode)
+//! or [`#[pipeline]`](macro@pipeline) (pipeline mode), and call [`run`] from `main`:
+//!
+//! ```no_run
+//! use cmod_runtime::{compute_function, Context};
+//!
+//! /// Adds two integers.
+//! #[compute_function]
+//! fn add(x: i64, y: i64) -> i64 {
+//!     x + y
+//! }
+//!
+//! /// Greets someone by name.
+//! #[compute_function(name = "greet")]
+//! async fn hello(ctx: Context, name: String) -> Result<String, std::fmt::Error> {
+//!     tracing::info!("greeting {name} in job {}", ctx.job_id());
+//!     Ok(format!("Hello, {name}!"))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), cmod_runtime::Error> {
+//!     cmod_runtime::run().await
+//! }
+//! ```
+//!
+//! * **Functions mode** ([`FunctionsRuntime`]): the module posts its schemas, then long-polls the
+//!   runtime for jobs, runs at most `MAX_CONCURRENT_TASKS` at once, and posts exactly one result
+//!   per job — the value, or `{"error": {"kind", "message"}}` ([`JobError`]) for a user error, a
+//!   bad payload, an unknown function, a panic or a result that fails to serialize. Transient
+//!   failures are retried with capped backoff; SIGTERM drains in-flight jobs.
+//! * **Pipeline mode** ([`mod@pipeline`]): typed dataset / stream / media-set handles bound to the
+//!   aliases of `RESOURCE_ALIAS_MAP`, authorized by `BUILD2_TOKEN`; outputs are committed on
+//!   success and aborted on failure.
+//! * **Platform access**: application permissions and the per-job user token ([`auth`],
+//!   [`FoundryClient`]), sources ([`sources`]), service discovery ([`discovery`]).
+//! * **Types**: the mapping from Rust types to Foundry's type system is in [`types`]; schemas can
+//!   be printed with `--print-schemas` ([`print_schemas`]) and checked in a test with
+//!   [`Registry::schemas`].
+//! * **Logs** ([`logging`]): SLS JSON lines on stdout carrying `job_id`, `session_id` and
+//!   `process_id`; readable lines locally.
+//! * **Local runs**: `CMOD_LOCAL=1` (or `--local`) runs the module on `cmod-local`'s embedded
+//!   runtime and local Foundry, over real TLS. It is never started implicitly.
+//!
+//! # Features
+//!
+//! * `local` (default): the embedded local runtime. Build production images with
+//!   `default-features = false` to leave the local servers out of the binary.
 
 pub mod auth;
 mod client;
@@ -27,7 +74,9 @@ pub mod types;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use cmod_macros::{compute_function, pipeline};
+#[doc = include_str!("compute_function.md")]
+pub use cmod_macros::compute_function;
+pub use cmod_macros::pipeline;
 pub use config::RuntimeConfig;
 pub use context::Context;
 pub use error::{Error, Result};

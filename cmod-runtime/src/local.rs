@@ -37,7 +37,9 @@ fn local_err(what: &str, e: impl std::fmt::Display) -> crate::Error {
 pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
     logging::init(LogFormat::Pretty);
     let registry = Registry::from_linked()?;
-    let schemas = registry.schemas().map_err(crate::registry::RegistryError::from)?;
+    let schemas = registry
+        .schemas()
+        .map_err(crate::registry::RegistryError::from)?;
 
     let invoke_port = match crate::env::var("CMOD_LOCAL_PORT") {
         Some(p) => p.trim().parse::<u16>().map_err(|_| {
@@ -51,7 +53,8 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
         .unwrap_or(1);
     // One CA for both local servers, so the module trusts both through DEFAULT_CA_PATH.
     let ca = Arc::new(
-        LocalCa::generate("cmod local CA").map_err(|e| local_err("cannot create the local CA", e))?,
+        LocalCa::generate("cmod local CA")
+            .map_err(|e| local_err("cannot create the local CA", e))?,
     );
     let runtime = LocalRuntime::start(LocalRuntimeOptions {
         invoke_port: Some(invoke_port),
@@ -72,9 +75,11 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
     let config = RuntimeConfig::from_env()?;
     crate::sources::check_required_sources()?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let module = tokio::spawn(FunctionsRuntime::new(config, registry).run_until(async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    }));
+    let module = tokio::spawn(
+        FunctionsRuntime::new(config, registry).run_until(async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }),
+    );
 
     let outcome = if flags.invoke.is_empty() {
         serve(&runtime, &schemas).await
@@ -86,7 +91,9 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
     let module_result = match tokio::time::timeout(Duration::from_secs(30), module).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(local_err("the job loop stopped unexpectedly", e)),
-        Err(_) => Err(crate::Error::Local("the job loop did not stop within 30 s".into())),
+        Err(_) => Err(crate::Error::Local(
+            "the job loop did not stop within 30 s".into(),
+        )),
     };
     runtime.shutdown().await;
     foundry.shutdown().await;
@@ -99,14 +106,21 @@ async fn start_foundry(ca: Arc<LocalCa>) -> crate::Result<LocalFoundry> {
     let sources = crate::sources::required_sources()
         .into_iter()
         .map(|required| {
-            required.secrets.iter().fold(LocalSource::echo(required.api_name), |source, secret| {
-                source.secret(*secret, format!("local-{secret}"))
-            })
+            required
+                .secrets
+                .iter()
+                .fold(LocalSource::echo(required.api_name), |source, secret| {
+                    source.secret(*secret, format!("local-{secret}"))
+                })
         })
         .collect();
-    LocalFoundry::start(LocalFoundryOptions { ca: Some(ca), sources, ..LocalFoundryOptions::default() })
-        .await
-        .map_err(|e| local_err("cannot start the local Foundry", e))
+    LocalFoundry::start(LocalFoundryOptions {
+        ca: Some(ca),
+        sources,
+        ..LocalFoundryOptions::default()
+    })
+    .await
+    .map_err(|e| local_err("cannot start the local Foundry", e))
 }
 
 async fn invoke_all(runtime: &LocalRuntime, calls: &[(String, String)]) -> crate::Result<()> {
@@ -116,20 +130,31 @@ async fn invoke_all(runtime: &LocalRuntime, calls: &[(String, String)]) -> crate
         .map_err(|e| local_err("the module did not register its functions", e))?;
     for (name, input) in calls {
         let query: serde_json::Value = serde_json::from_str(input).map_err(|e| {
-            crate::Error::Usage(format!("the input of `--invoke {name}` is not valid JSON: {e}"))
+            crate::Error::Usage(format!(
+                "the input of `--invoke {name}` is not valid JSON: {e}"
+            ))
         })?;
         let result = runtime
             .call(name, query, INVOKE_TIMEOUT)
             .await
             .map_err(|e| local_err(&format!("calling `{name}`"), e))?;
-        println!("{name}({input}) => {}", String::from_utf8_lossy(&result.body));
+        println!(
+            "{name}({input}) => {}",
+            String::from_utf8_lossy(&result.body)
+        );
     }
     Ok(())
 }
 
-async fn serve(runtime: &LocalRuntime, schemas: &[crate::schema::FunctionSchema]) -> crate::Result<()> {
+async fn serve(
+    runtime: &LocalRuntime,
+    schemas: &[crate::schema::FunctionSchema],
+) -> crate::Result<()> {
     let invoke = runtime.invoke_url().unwrap_or_default();
-    println!("cmod local runtime: serving {} function(s); Ctrl-C to stop.", schemas.len());
+    println!(
+        "cmod local runtime: serving {} function(s); Ctrl-C to stop.",
+        schemas.len()
+    );
     for schema in schemas {
         let value = serde_json::to_value(schema).unwrap_or_default();
         let name = value["functionName"].as_str().unwrap_or_default();
@@ -143,14 +168,27 @@ async fn serve(runtime: &LocalRuntime, schemas: &[crate::schema::FunctionSchema]
                             "{} ({}{})",
                             i["name"].as_str().unwrap_or("?"),
                             i["dataType"]["type"].as_str().unwrap_or("?"),
-                            if i["required"].as_bool() == Some(false) { ", optional" } else { "" }
+                            if i["required"].as_bool() == Some(false) {
+                                ", optional"
+                            } else {
+                                ""
+                            }
                         )
                     })
                     .collect()
             })
             .unwrap_or_default();
-        println!("  {name}: inputs {}", if inputs.is_empty() { "none".to_owned() } else { inputs.join(", ") });
-        println!("    curl -s -X POST {invoke}/functions/{name} -H 'content-type: application/json' -d '{{…}}'");
+        println!(
+            "  {name}: inputs {}",
+            if inputs.is_empty() {
+                "none".to_owned()
+            } else {
+                inputs.join(", ")
+            }
+        );
+        println!(
+            "    curl -s -X POST {invoke}/functions/{name} -H 'content-type: application/json' -d '{{…}}'"
+        );
     }
     println!("  schemas: curl -s {invoke}/schemas    jobs in flight: curl -s {invoke}/jobs");
     crate::shutdown_signal().await;

@@ -12,3 +12,18 @@ pub use ::tracing;
 pub use crate::context::Context;
 pub use crate::invoke::{ErrorKind, JobError, JobFuture, JobInput, Output};
 pub use crate::registry::FunctionDef;
+
+// `#[compute_function]`: decoding, calling, encoding (see `function_call.rs`).
+pub use crate::function_call::{
+    ErrorTag, FunctionErrorType, FunctionResult, StreamTag, ViaDisplay, ViaIntoIterator,
+    ViaNothing, ViaStdError, ViaStream, box_future, decode_input, encode_item, encode_value,
+    into_result, iter_output, run_blocking, stream_output,
+};
+// `#[compute_function]`: schemas (see `schema/build.rs`).
+pub use crate::schema::build::{FunctionSpec, InputSpec, function_schema, schema_of};
+pub use crate::schema::{FunctionSchema, SchemaError};
+// `#[pipeline]`: the definition, the handle traits and the result conversion (see `pipeline/`).
+pub use crate::pipeline::{
+    AliasDef, InputHandle, OutputHandle, PipelineContext, PipelineDef, PipelineFuture,
+    pipeline_result,
+};

@@ -155,17 +155,18 @@ impl RegistryBuilder {
         self
     }
 
-    /// Builds the registry. Fails when two functions share a wire name (naming both).
+    /// Builds the registry. Fails when two functions share a wire name (naming both). The same
+    /// function added twice (for example once automatically and once explicitly) counts once.
     pub fn build(self) -> Result<Registry, RegistryError> {
         let mut functions = self.functions;
         functions.sort_by(|a, b| a.name.cmp(b.name).then_with(|| a.line.cmp(&b.line)));
+        // `inventory::submit!` keeps its own copy of a definition, so identity is the Rust
+        // item (module path and name), not the address.
+        functions.dedup_by(|a, b| a.module_path == b.module_path && a.rust_name == b.rust_name);
         let mut by_name = HashMap::with_capacity(functions.len());
         for (i, def) in functions.iter().enumerate() {
             if let Some(&prev) = by_name.get(def.name) {
                 let first: &FunctionDef = functions[prev];
-                if std::ptr::eq(first, *def) {
-                    continue;
-                }
                 return Err(RegistryError::DuplicateName {
                     name: def.name.to_owned(),
                     first: first.location(),
@@ -174,18 +175,7 @@ impl RegistryBuilder {
             }
             by_name.insert(def.name, i);
         }
-        // Drop exact duplicates (the same def added twice) so indexes stay consistent.
-        let mut seen = Vec::with_capacity(functions.len());
-        for def in functions {
-            if !seen.iter().any(|d: &&FunctionDef| std::ptr::eq(*d, def)) {
-                seen.push(def);
-            }
-        }
-        let by_name = seen.iter().enumerate().map(|(i, d)| (d.name, i)).collect();
-        Ok(Registry {
-            functions: seen,
-            by_name,
-        })
+        Ok(Registry { functions, by_name })
     }
 }
 

@@ -2,6 +2,9 @@
 //! child process against `cmod-local`'s runtime over real TLS, exactly as it would in Foundry.
 //! Every wait is bounded.
 
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,0 +1,289 @@
+//! Generates the registration of a checked `#[compute_function]`.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{ItemFn, Type};
+
+use super::args::Args;
+use super::signature::{Analysis, Item, Param, Shape};
+use super::{doc_comment, type_string};
+
+/// Everything emitted after the (unchanged) user fn.
+pub(crate) fn generate(
+    func: &ItemFn,
+    args: &Args,
+    analysis: &Analysis,
+    wire_names: &[String],
+) -> TokenStream {
+    let krate: syn::Path = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::cmod_runtime));
+    let p = quote!(#krate::__private);
+    let krate_str = krate.to_token_stream().to_string().replace(' ', "");
+    let serde_crate = format!("{krate_str}::__private::serde");
+    let schemars_crate = format!("{krate_str}::__private::schemars");
+
+    let fn_ident = &func.sig.ident;
+    let vis = &func.vis;
+    let rust_name = fn_ident.unraw().to_string();
+    let wire_name = args.name.clone().unwrap_or_else(|| rust_name.clone());
+    let output = &analysis.output;
+    let is_async = func.sig.asyncness.is_some();
+    let streaming = !matches!(output.shape, Shape::Value);
+
+    // The hidden input struct: one field per input, renamed to its wire name.
+    let inputs: Vec<_> = analysis
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            Param::Input(input) => Some(input),
+            Param::Context { .. } => None,
+        })
+        .collect();
+    let fields = inputs.iter().zip(wire_names).map(|(input, wire)| {
+        let ident = &input.ident;
+        let ty = &input.field_ty;
+        quote!(#[serde(rename = #wire)] #ident: #ty,)
+    });
+    let input_specs = inputs.iter().zip(wire_names).map(|(input, wire)| {
+        let written = type_string(&input.written);
+        quote!(#p::InputSpec { name: #wire, rust_type: #written })
+    });
+
+    let call_args = analysis.params.iter().map(|param| match param {
+        Param::Context { by_ref: false } => quote!(__cmod_ctx),
+        Param::Context { by_ref: true } => quote!(&__cmod_ctx),
+        Param::Input(input) => {
+            let ident = &input.ident;
+            if input.by_ref {
+                quote!(&__cmod_input.#ident)
+            } else {
+                quote!(__cmod_input.#ident)
+            }
+        }
+    });
+    let call = quote!(#fn_ident(#(#call_args),*));
+
+    let ret_ty = &output.ty;
+    let ret_span = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => fn_ident.span(),
+    };
+    // The success type (`T` of `Result<T, E>`, also through aliases).
+    let ok_ty = if output.fallible {
+        quote_spanned!(ret_span=> <#ret_ty as #p::FunctionResult>::Ok)
+    } else {
+        quote!(#ret_ty)
+    };
+    let function_error = quote! {{
+        use #p::{ViaDisplay as _, ViaNothing as _, ViaStdError as _};
+        (&&#p::ErrorTag(&__cmod_err)).__cmod_function_error()
+    }};
+    // `__cmod_ret` → `Result<success value, JobError>`.
+    let to_result = if output.fallible {
+        quote_spanned! {ret_span=>
+            match #p::into_result(__cmod_ret) {
+                ::core::result::Result::Ok(__cmod_ok) => ::core::result::Result::Ok(__cmod_ok),
+                ::core::result::Result::Err(__cmod_err) => {
+                    ::core::result::Result::Err(#function_error)
+                }
+            }
+        }
+    } else {
+        quote!(::core::result::Result::Ok::<_, #p::JobError>(__cmod_ret))
+    };
+    // Runs the call, leaving its `Result<success, JobError>` in `__cmod_ret` (sync calls on
+    // the blocking pool).
+    let call_to_result = if is_async {
+        quote! {
+            let __cmod_ret = #call.await;
+            let __cmod_ret = #to_result?;
+        }
+    } else {
+        quote! {
+            let __cmod_ret = #p::run_blocking(move || {
+                let __cmod_ret = #call;
+                #to_result
+            }).await??;
+        }
+    };
+
+    let body = match &output.shape {
+        Shape::Value => {
+            let encode = if output.fallible {
+                quote_spanned! {ret_span=>
+                    match #p::into_result(__cmod_ret) {
+                        ::core::result::Result::Ok(__cmod_ok) => #p::encode_value(&__cmod_ok),
+                        ::core::result::Result::Err(__cmod_err) => {
+                            ::core::result::Result::Err(#function_error)
+                        }
+                    }
+                }
+            } else {
+                quote_spanned!(ret_span=> #p::encode_value(&__cmod_ret))
+            };
+            if is_async {
+                quote! {
+                    let __cmod_ret = #call.await;
+                    #encode
+                }
+            } else {
+                // Encoding on the blocking pool too: the value need not be `Send`, and a big
+                // result is not serialized on the job loop's threads.
+                quote! {
+                    #p::run_blocking(move || {
+                        let __cmod_ret = #call;
+                        #encode
+                    }).await?
+                }
+            }
+        }
+        Shape::Iter(item) => {
+            let encoder = item_encoder(&p, item, &function_error);
+            if is_async {
+                quote! {
+                    let __cmod_ret = #call.await;
+                    let __cmod_ret = #to_result?;
+                    #p::iter_output(move || ::core::result::Result::Ok(__cmod_ret), #encoder).await
+                }
+            } else {
+                // The call and the iteration both run on the blocking pool.
+                quote! {
+                    #p::iter_output(move || {
+                        let __cmod_ret = #call;
+                        #to_result
+                    }, #encoder).await
+                }
+            }
+        }
+        Shape::Stream(item) => {
+            let encoder = item_encoder(&p, item, &function_error);
+            quote! {
+                #call_to_result
+                ::core::result::Result::Ok(#p::stream_output(__cmod_ret, #encoder))
+            }
+        }
+        Shape::Tagged => quote! {
+            #call_to_result
+            {
+                use #p::{ViaIntoIterator as _, ViaStream as _};
+                (&#p::StreamTag::<#ok_ty>::new()).__cmod_stream(__cmod_ret)
+            }.await
+        },
+    };
+
+    let output_schema = match &output.shape {
+        Shape::Value => quote_spanned!(ret_span=> #p::schema_of::<#ok_ty>),
+        Shape::Iter(item) | Shape::Stream(item) => {
+            let item_ok = item_ok_type(&p, item);
+            quote!(#p::schema_of::<#item_ok>)
+        }
+        Shape::Tagged => quote! {
+            |__cmod_gen| {
+                use #p::{ViaIntoIterator as _, ViaStream as _};
+                (&#p::StreamTag::<#ok_ty>::new()).__cmod_item_schema(__cmod_gen)
+            }
+        },
+    };
+
+    let description = match doc_comment(&func.attrs) {
+        Some(doc) => quote!(::core::option::Option::Some(#doc)),
+        None => quote!(::core::option::Option::None),
+    };
+    let output_type = type_string(ret_ty);
+
+    quote! {
+        #[doc(hidden)]
+        #[allow(
+            dead_code,
+            missing_docs,
+            missing_debug_implementations,
+            non_camel_case_types,
+            unreachable_pub
+        )]
+        #vis mod #fn_ident {
+            pub struct __cmod_MakeDef;
+            /// The registration of this `#[compute_function]`, for `cmod_runtime::function!`.
+            pub static __CMOD_FUNCTION_DEF: #p::FunctionDef = __cmod_MakeDef::__CMOD_DEF;
+        }
+
+        const _: () = {
+            #[derive(#p::serde::Deserialize, #p::schemars::JsonSchema)]
+            #[serde(
+                crate = #serde_crate,
+                deny_unknown_fields,
+                expecting = "a JSON object with the function's inputs"
+            )]
+            #[schemars(crate = #schemars_crate)]
+            #[allow(non_camel_case_types)]
+            struct __cmod_Input {
+                #(#fields)*
+            }
+
+            static __CMOD_SPEC: #p::FunctionSpec = #p::FunctionSpec {
+                name: #wire_name,
+                rust_path: ::core::concat!(::core::module_path!(), "::", #rust_name),
+                inputs: &[#(#input_specs),*],
+                output_type: #output_type,
+                streaming: #streaming,
+                description: #description,
+            };
+
+            fn __cmod_schema() -> ::core::result::Result<#p::FunctionSchema, #p::SchemaError> {
+                #p::function_schema::<__cmod_Input>(&__CMOD_SPEC, #output_schema)
+            }
+
+            fn __cmod_call(__cmod_ctx: #p::Context, __cmod_query: #p::JobInput) -> #p::JobFuture {
+                #p::box_future(async move {
+                    let __cmod_input: __cmod_Input = #p::decode_input(&__cmod_query)?;
+                    #body
+                })
+            }
+
+            impl #fn_ident::__cmod_MakeDef {
+                const __CMOD_DEF: #p::FunctionDef = #p::FunctionDef {
+                    name: #wire_name,
+                    module_path: ::core::module_path!(),
+                    rust_name: #rust_name,
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                    streaming: #streaming,
+                    schema: __cmod_schema,
+                    call: __cmod_call,
+                };
+            }
+
+            #p::inventory::submit! { #fn_ident::__cmod_MakeDef::__CMOD_DEF }
+        };
+    }
+}
+
+/// The closure encoding one streamed item (an `Err` item becomes a `FunctionError`).
+fn item_encoder(p: &TokenStream, item: &Item, function_error: &TokenStream) -> TokenStream {
+    let span = item.ty.span();
+    if item.fallible {
+        quote_spanned! {span=>
+            |__cmod_item| match #p::into_result(__cmod_item) {
+                ::core::result::Result::Ok(__cmod_ok) => #p::encode_item(&__cmod_ok),
+                ::core::result::Result::Err(__cmod_err) => {
+                    ::core::result::Result::Err(#function_error)
+                }
+            }
+        }
+    } else {
+        quote_spanned!(span=> |__cmod_item| #p::encode_item(&__cmod_item))
+    }
+}
+
+/// The type whose schema describes one streamed item.
+fn item_ok_type(p: &TokenStream, item: &Item) -> TokenStream {
+    let ty: &Type = &item.ty;
+    if item.fallible {
+        quote_spanned!(ty.span()=> <#ty as #p::FunctionResult>::Ok)
+    } else {
+        quote!(#ty)
+    }
+}
