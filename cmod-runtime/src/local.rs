@@ -146,51 +146,63 @@ async fn invoke_all(runtime: &LocalRuntime, calls: &[(String, String)]) -> crate
     Ok(())
 }
 
-async fn serve(
-    runtime: &LocalRuntime,
-    schemas: &[crate::schema::FunctionSchema],
-) -> crate::Result<()> {
+async fn serve(runtime: &LocalRuntime, schemas: &[crate::schema::FunctionSchema]) -> crate::Result<()> {
     let invoke = runtime.invoke_url().unwrap_or_default();
-    println!(
-        "cmod local runtime: serving {} function(s); Ctrl-C to stop.",
-        schemas.len()
-    );
+    println!("cmod local runtime: serving {} function(s); Ctrl-C to stop.", schemas.len());
     for schema in schemas {
         let value = serde_json::to_value(schema).unwrap_or_default();
         let name = value["functionName"].as_str().unwrap_or_default();
-        let inputs: Vec<String> = value["inputs"]
-            .as_array()
-            .map(|inputs| {
-                inputs
-                    .iter()
-                    .map(|i| {
-                        format!(
-                            "{} ({}{})",
-                            i["name"].as_str().unwrap_or("?"),
-                            i["dataType"]["type"].as_str().unwrap_or("?"),
-                            if i["required"].as_bool() == Some(false) {
-                                ", optional"
-                            } else {
-                                ""
-                            }
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut example = serde_json::Map::new();
+        for input in value["inputs"].as_array().into_iter().flatten() {
+            let input_name = input["name"].as_str().unwrap_or_default().to_owned();
+            example.insert(input_name, sample(&input["dataType"]));
+        }
         println!(
-            "  {name}: inputs {}",
-            if inputs.is_empty() {
-                "none".to_owned()
-            } else {
-                inputs.join(", ")
-            }
-        );
-        println!(
-            "    curl -s -X POST {invoke}/functions/{name} -H 'content-type: application/json' -d '{{…}}'"
+            "  {name}:\n    curl -s -X POST {invoke}/functions/{name} -H 'content-type: application/json' -d '{}'",
+            serde_json::Value::Object(example)
         );
     }
     println!("  schemas: curl -s {invoke}/schemas    jobs in flight: curl -s {invoke}/jobs");
     crate::shutdown_signal().await;
     Ok(())
+}
+
+/// A sample value of a Foundry data type (for the printed `curl` lines).
+fn sample(data_type: &serde_json::Value) -> serde_json::Value {
+    use serde_json::json;
+    let kind = data_type["type"].as_str().unwrap_or_default();
+    let body = &data_type[kind];
+    match kind {
+        "boolean" => json!(true),
+        "byte" | "short" | "integer" | "long" => json!(1),
+        "float" | "double" => json!(1.5),
+        "decimal" => json!("1.25"),
+        "binary" => json!("aGk="),
+        "date" => json!("2024-01-02"),
+        "timestamp" => json!("2024-01-02T03:04:05Z"),
+        "list" | "set" => json!([sample(&body["elementsType"])]),
+        "map" => json!({ "key": sample(&body["valuesType"]) }),
+        "optionalType" => sample(&body["wrappedType"]),
+        "anonymousCustomType" => {
+            let fields = body["fields"].as_object().into_iter().flatten();
+            serde_json::Value::Object(fields.map(|(k, v)| (k.clone(), sample(v))).collect())
+        }
+        _ => json!("text"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn samples_follow_the_data_type() {
+        let t = json!({"type": "anonymousCustomType", "anonymousCustomType": {"fields": {
+            "n": {"type": "long", "long": {}},
+            "tags": {"type": "set", "set": {"elementsType": {"type": "string", "string": {}}}},
+            "when": {"type": "optionalType", "optionalType": {"wrappedType": {"type": "date", "date": {}}}}
+        }}});
+        assert_eq!(sample(&t), json!({"n": 1, "tags": ["text"], "when": "2024-01-02"}));
+    }
 }
