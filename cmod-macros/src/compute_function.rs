@@ -25,12 +25,13 @@ use proc_macro2::TokenStream;
 use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Attribute, Expr, ExprLit, Item, Lit, Meta};
+use syn::{Attribute, Item, LitStr, Meta};
 
 mod args;
 mod codegen;
 mod signature;
 
+use crate::common::{Errors, item_with_errors, str_lit};
 use args::Args;
 use signature::Param;
 
@@ -38,11 +39,7 @@ use signature::Param;
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     match try_expand(args, item.clone()) {
         Ok(expanded) => expanded,
-        Err(e) => {
-            let mut out = item;
-            out.extend(e.into_compile_error());
-            out
-        }
+        Err(e) => item_with_errors(item, e),
     }
 }
 
@@ -108,50 +105,13 @@ fn item_keyword_span(item: &Item) -> proc_macro2::Span {
     }
 }
 
-/// Accumulates errors so that all of them are reported at once.
-#[derive(Default)]
-pub(crate) struct Errors {
-    all: Option<syn::Error>,
-    count: usize,
-}
-
-impl Errors {
-    pub(crate) fn push(&mut self, error: syn::Error) {
-        self.count += 1;
-        match &mut self.all {
-            Some(all) => all.combine(error),
-            None => self.all = Some(error),
-        }
-    }
-
-    pub(crate) fn spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
-        self.push(syn::Error::new_spanned(tokens, message));
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.count
-    }
-
-    pub(crate) fn finish(self) -> syn::Result<()> {
-        match self.all {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
 /// The doc comment of an item, as rustdoc would join it (one leading space per line removed).
 pub(crate) fn doc_comment(attrs: &[Attribute]) -> Option<String> {
     let lines: Vec<String> = attrs
         .iter()
         .filter(|a| a.path().is_ident("doc"))
         .filter_map(|a| match &a.meta {
-            Meta::NameValue(nv) => match &nv.value {
-                Expr::Lit(ExprLit {
-                    lit: Lit::Str(s), ..
-                }) => Some(s.value()),
-                _ => None,
-            },
+            Meta::NameValue(nv) => str_lit(&nv.value).map(LitStr::value),
             _ => None,
         })
         .flat_map(|s| {

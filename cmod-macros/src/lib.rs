@@ -5,6 +5,7 @@
 
 use proc_macro::TokenStream;
 
+mod common;
 mod compute_function;
 mod pipeline;
 

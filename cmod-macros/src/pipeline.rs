@@ -19,9 +19,13 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, FnArg, ItemFn, Lit, LitStr, Meta, ReturnType, Token, Type};
+use syn::{FnArg, ItemFn, LitStr, Meta, Type};
+
+use crate::common::{
+    Errors, compact, default_crate, hidden_def_module, item_with_errors, parse_metas, private_path,
+    return_span, str_lit,
+};
 
 /// Expands the attribute: the item unchanged, plus either the generated registration or the
 /// compile errors.
@@ -34,9 +38,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 e.span(),
                 "`#[pipeline]` goes on an `async fn`; this item is not a function",
             );
-            let mut out = item;
-            out.extend(msg.into_compile_error());
-            return out;
+            return item_with_errors(item, msg);
         }
     };
     match build(args, &func) {
@@ -71,34 +73,6 @@ struct AliasArg {
     alias: LitStr,
 }
 
-/// Collects errors so that every problem is reported in one go.
-#[derive(Default)]
-struct Errors(Option<syn::Error>);
-
-impl Errors {
-    fn push(&mut self, e: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(e),
-            None => self.0 = Some(e),
-        }
-    }
-
-    fn spanned(&mut self, tokens: impl quote::ToTokens, msg: impl std::fmt::Display) {
-        self.push(syn::Error::new_spanned(tokens, msg));
-    }
-
-    fn at(&mut self, span: Span, msg: impl std::fmt::Display) {
-        self.push(syn::Error::new(span, msg));
-    }
-
-    fn finish(self) -> Result<(), syn::Error> {
-        match self.0 {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
 /// The parsed attribute: the aliases in order, and which keys were present but unusable (so
 /// that follow-up checks do not pile consequential errors on top).
 #[derive(Default)]
@@ -112,10 +86,7 @@ struct Args {
 
 /// Parses the attribute arguments into the ordered list of aliases.
 fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
-    let metas = match syn::parse::Parser::parse2(
-        Punctuated::<Meta, Token![,]>::parse_terminated,
-        args.clone(),
-    ) {
+    let metas = match parse_metas(args) {
         Ok(m) => m,
         Err(e) => {
             errors.push(syn::Error::new(
@@ -139,7 +110,7 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
         } else if path.is_ident("output") {
             Direction::Output
         } else {
-            let name = quote!(#path).to_string().replace(' ', "");
+            let name = compact(path);
             errors.spanned(
                 path,
                 format!("unknown argument `{name}`; expected one of: `input`, `output`"),
@@ -148,14 +119,13 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
         };
         let key = direction.key();
         match &meta {
-            Meta::NameValue(nv) => match &nv.value {
-                Expr::Lit(syn::ExprLit {
-                    lit: Lit::Str(s), ..
-                }) => out.aliases.push(AliasArg {
+            Meta::NameValue(nv) => match str_lit(&nv.value) {
+                Some(s) => out.aliases.push(AliasArg {
                     direction,
                     alias: s.clone(),
                 }),
-                other => {
+                None => {
+                    let other = &nv.value;
                     out.bad_keys.push(direction);
                     errors.spanned(
                         other,
@@ -410,7 +380,7 @@ fn build(args: TokenStream, func: &ItemFn) -> Result<TokenStream, syn::Error> {
 fn generate(func: &ItemFn, aliases: &[AliasArg], types: &[&Type]) -> TokenStream {
     let name = &func.sig.ident;
     let name_str = name.to_string();
-    let p = quote!(::cmod_runtime::__private);
+    let p = private_path(&default_crate());
     let vars: Vec<_> = (0..types.len())
         .map(|i| format_ident!("__cmod_handle_{}", i))
         .collect();
@@ -433,10 +403,7 @@ fn generate(func: &ItemFn, aliases: &[AliasArg], types: &[&Type]) -> TokenStream
             #p::AliasDef { alias: #alias, kind: <#ty as #trait_path>::KIND }
         });
     }
-    let ret_span = match &func.sig.output {
-        ReturnType::Default => func.sig.ident.span(),
-        ReturnType::Type(_, ty) => ty.span(),
-    };
+    let ret_span = return_span(&func.sig);
     let finish = quote_spanned! {ret_span=>
         #p::pipeline_result(#name_str, __cmod_output)
     };
@@ -445,20 +412,16 @@ fn generate(func: &ItemFn, aliases: &[AliasArg], types: &[&Type]) -> TokenStream
     // so the fn is untouched) holds the nameable definition for `cmod_runtime::pipeline_def!`;
     // the definition itself is built in a `const _` block of the fn's scope, where the user's
     // imports (the handle types) resolve.
+    let hidden_mod = hidden_def_module(
+        vis,
+        name,
+        &format_ident!("__cmod_MakePipeline"),
+        &format_ident!("__CMOD_PIPELINE_DEF"),
+        &quote!(#p::PipelineDef),
+        " The definition of this `#[pipeline]`, for `cmod_runtime::pipeline_def!`.",
+    );
     quote! {
-        #[doc(hidden)]
-        #[allow(
-            dead_code,
-            missing_docs,
-            missing_debug_implementations,
-            non_camel_case_types,
-            unreachable_pub
-        )]
-        #vis mod #name {
-            pub struct __cmod_MakePipeline;
-            /// The definition of this `#[pipeline]`, for `cmod_runtime::pipeline_def!`.
-            pub static __CMOD_PIPELINE_DEF: #p::PipelineDef = __cmod_MakePipeline::__CMOD_DEF;
-        }
+        #hidden_mod
 
         const _: () = {
             fn __cmod_pipeline_run(__cmod_ctx: #p::PipelineContext) -> #p::PipelineFuture {

@@ -301,6 +301,23 @@ impl FoundryError {
     pub fn status(&self) -> Option<u16> {
         self.api().map(|e| e.status)
     }
+
+    /// A [`FoundryError::Transport`] for a failed request or body read.
+    pub(crate) fn transport(method: &str, url: &str, e: &reqwest::Error) -> Self {
+        FoundryError::Transport {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            message: describe_reqwest_error(e),
+        }
+    }
+}
+
+/// A URL without its query, as errors and logs show it (the query may carry parameters that
+/// do not belong there).
+pub(crate) fn without_query(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.to_string()
 }
 
 /// An error answer from Foundry: the HTTP status and Foundry's JSON error body
@@ -375,7 +392,15 @@ impl fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl ApiError {
-    fn from_body(method: &str, url: &str, status: u16, body: &[u8], secrets: &[&str]) -> Self {
+    /// Builds an [`ApiError`] from an error response: Foundry's JSON error shape when present,
+    /// otherwise a trimmed snippet of the body. Each of `secrets` is redacted from the result.
+    pub(crate) fn from_body(
+        method: &str,
+        url: &str,
+        status: u16,
+        body: &[u8],
+        secrets: &[&str],
+    ) -> Self {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Body {
@@ -418,6 +443,14 @@ impl ApiError {
         }
         e
     }
+}
+
+/// The strings to redact from an error built while `authorization` was sent: the whole
+/// `Authorization` header value and the bare token after its scheme.
+pub(crate) fn authorization_secrets(authorization: &Secret) -> [&str; 2] {
+    let token = authorization.expose();
+    let bare = token.split_once(' ').map(|(_, t)| t).unwrap_or(token);
+    [token, bare]
 }
 
 /// `text` with every occurrence of each (non-trivial) secret replaced by `<redacted>`.
@@ -791,9 +824,7 @@ impl FoundryRequest {
             return Err(FoundryError::InvalidRequest(e));
         }
         let url = self.url()?;
-        let mut shown = url.clone();
-        shown.set_query(None);
-        let shown = shown.to_string();
+        let shown = without_query(&url);
         let method_name = self.method.as_str().to_owned();
         let idempotent = matches!(
             self.method,
@@ -832,11 +863,7 @@ impl FoundryRequest {
                     req
                 })
                 .await
-                .map_err(|e| FoundryError::Transport {
-                    method: method_name.clone(),
-                    url: shown.clone(),
-                    message: describe_reqwest_error(&e),
-                })?;
+                .map_err(|e| FoundryError::transport(&method_name, &shown, &e))?;
             let status = response.status();
             if status == reqwest::StatusCode::UNAUTHORIZED
                 && !refreshed
@@ -856,10 +883,13 @@ impl FoundryRequest {
                 return Ok(response);
             }
             let body = response.bytes().await.unwrap_or_default();
-            let token = auth.expose();
-            let bare = token.split_once(' ').map(|(_, t)| t).unwrap_or(token);
-            let err =
-                ApiError::from_body(&method_name, &shown, status.as_u16(), &body, &[token, bare]);
+            let err = ApiError::from_body(
+                &method_name,
+                &shown,
+                status.as_u16(),
+                &body,
+                &authorization_secrets(&auth),
+            );
             tracing::debug!(error = %err, "Foundry request failed");
             return Err(FoundryError::Api(Box::new(err)));
         }
@@ -869,20 +899,15 @@ impl FoundryRequest {
     pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, FoundryError> {
         let method = self.method.as_str().to_owned();
         let response = self.send().await?;
-        let mut url = response.url().clone();
-        url.set_query(None);
+        let url = without_query(response.url());
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| FoundryError::Transport {
-                method: method.clone(),
-                url: url.to_string(),
-                message: describe_reqwest_error(&e),
-            })?;
+            .map_err(|e| FoundryError::transport(&method, &url, &e))?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(&mut de).map_err(|e| FoundryError::Decode {
             method,
-            url: url.to_string(),
+            url,
             message: e.to_string(),
         })
     }
@@ -891,13 +916,11 @@ impl FoundryRequest {
     pub async fn send_bytes(self) -> Result<Bytes, FoundryError> {
         let method = self.method.as_str().to_owned();
         let response = self.send().await?;
-        let mut url = response.url().clone();
-        url.set_query(None);
-        response.bytes().await.map_err(|e| FoundryError::Transport {
-            method,
-            url: url.to_string(),
-            message: describe_reqwest_error(&e),
-        })
+        let url = without_query(response.url());
+        response
+            .bytes()
+            .await
+            .map_err(|e| FoundryError::transport(&method, &url, &e))
     }
 }
 
@@ -1245,6 +1268,27 @@ mod tests {
         assert!(!msg.contains("tok-123456"), "{msg}");
         let e = ApiError::from_body("GET", "u", 502, b"bad gateway tok-123456", &["tok-123456"]);
         assert_eq!(e.body.as_deref(), Some("bad gateway <redacted>"));
+    }
+
+    #[test]
+    fn error_bodies_are_parsed_and_redacted() {
+        let e = ApiError::from_body(
+            "POST",
+            "https://x/api",
+            403,
+            br#"{"errorCode":"PERMISSION_DENIED","errorName":"PermissionDenied","parameters":{"t":"tok-secret-1"}}"#,
+            &["tok-secret-1"],
+        );
+        assert_eq!(e.error_name.as_deref(), Some("PermissionDenied"));
+        assert_eq!(e.parameters["t"], "<redacted>");
+        let e = ApiError::from_body(
+            "POST",
+            "https://x/api",
+            500,
+            b"oops tok-secret-1",
+            &["tok-secret-1"],
+        );
+        assert_eq!(e.body.as_deref(), Some("oops <redacted>"));
     }
 
     #[test]

@@ -146,9 +146,15 @@ async fn invoke_all(runtime: &LocalRuntime, calls: &[(String, String)]) -> crate
     Ok(())
 }
 
-async fn serve(runtime: &LocalRuntime, schemas: &[crate::schema::FunctionSchema]) -> crate::Result<()> {
+async fn serve(
+    runtime: &LocalRuntime,
+    schemas: &[crate::schema::FunctionSchema],
+) -> crate::Result<()> {
     let invoke = runtime.invoke_url().unwrap_or_default();
-    println!("cmod local runtime: serving {} function(s); Ctrl-C to stop.", schemas.len());
+    println!(
+        "cmod local runtime: serving {} function(s); Ctrl-C to stop.",
+        schemas.len()
+    );
     for schema in schemas {
         let value = serde_json::to_value(schema).unwrap_or_default();
         let name = value["functionName"].as_str().unwrap_or_default();
@@ -203,6 +209,9 @@ mod tests {
             "tags": {"type": "set", "set": {"elementsType": {"type": "string", "string": {}}}},
             "when": {"type": "optionalType", "optionalType": {"wrappedType": {"type": "date", "date": {}}}}
         }}});
-        assert_eq!(sample(&t), json!({"n": 1, "tags": ["text"], "when": "2024-01-02"}));
+        assert_eq!(
+            sample(&t),
+            json!({"n": 1, "tags": ["text"], "when": "2024-01-02"})
+        );
     }
 }

@@ -41,7 +41,7 @@ use super::store::{FileEntry, StoreError, TransactionType};
 use super::{ApiError, FoundryState, Principal};
 
 /// Default branch when a request names none.
-const MASTER: &str = "master";
+pub(crate) const MASTER: &str = "master";
 /// Chunk size for streamed file responses.
 const CHUNK: usize = 64 * 1024;
 
@@ -127,6 +127,16 @@ pub(crate) fn authorize_rid(
 const READ: &str = "api:datasets-read";
 const WRITE: &str = "api:datasets-write";
 
+/// The `{action}` of a `…/transactions/{id}/{action}` request: `true` to commit, `false` to
+/// abort.
+pub(crate) fn close_action(action: String) -> Result<bool, ApiError> {
+    match action.as_str() {
+        "commit" => Ok(true),
+        "abort" => Ok(false),
+        _ => Err(ApiError::not_found("EndpointNotFound").param("action", action)),
+    }
+}
+
 /// Streams a file as an `application/octet-stream` response, 64 KiB at a time.
 pub(crate) async fn file_response(path: &Path) -> Result<Response, ApiError> {
     let file = tokio::fs::File::open(path)
@@ -191,6 +201,22 @@ pub(crate) async fn receive_body(body: Body, target: &Path) -> Result<u64, ApiEr
         return Err(api_error(super::store::io("writing an upload")(e)));
     }
     Ok(total)
+}
+
+/// Streams a committed file of a dataset branch; a missing file is a 404 with Foundry's error
+/// shape.
+async fn committed_file(
+    state: &FoundryState,
+    rid: &str,
+    branch: &str,
+    path: &str,
+) -> Result<Response, ApiError> {
+    state.data.file(rid, branch, path).map_err(api_error)?;
+    let location = state
+        .data
+        .file_location(rid, branch, path)
+        .map_err(api_error)?;
+    file_response(&location).await
 }
 
 fn file_json(f: &FileEntry) -> serde_json::Value {
@@ -276,13 +302,7 @@ async fn get_file(
         if !state.data.public_dataset_reads() {
             return Err(public_reads_disabled());
         }
-        // Check existence first so a missing file is a 404 with Foundry's error shape.
-        state.data.file(&rid, branch, path).map_err(api_error)?;
-        let location = state
-            .data
-            .file_location(&rid, branch, path)
-            .map_err(api_error)?;
-        return file_response(&location).await;
+        return committed_file(&state, &rid, branch, path).await;
     }
     let f = state.data.file(&rid, branch, &rest).map_err(api_error)?;
     Ok(axum::Json(file_json(&f)).into_response())
@@ -442,10 +462,10 @@ async fn close_transaction(
     headers: HeaderMap,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     authorize_rid(&state, &headers, WRITE, &rid)?;
-    let t = match action.as_str() {
-        "commit" => state.data.commit_transaction(&rid, &txn).await,
-        "abort" => state.data.abort_transaction(&rid, &txn).await,
-        _ => return Err(ApiError::not_found("EndpointNotFound").param("action", action)),
+    let t = if close_action(action)? {
+        state.data.commit_transaction(&rid, &txn).await
+    } else {
+        state.data.abort_transaction(&rid, &txn).await
     }
     .map_err(api_error)?;
     Ok(axum::Json(json!(t)))
@@ -493,10 +513,5 @@ async fn legacy_read_file(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize_rid(&state, &headers, READ, &rid)?;
-    state.data.file(&rid, &branch, &path).map_err(api_error)?;
-    let location = state
-        .data
-        .file_location(&rid, &branch, &path)
-        .map_err(api_error)?;
-    file_response(&location).await
+    committed_file(&state, &rid, &branch, &path).await
 }

@@ -25,12 +25,13 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::datasets::{api_error, authorize_rid, file_response, receive_body};
+use super::datasets::{
+    MASTER, api_error, authorize_rid, close_action, file_response, receive_body,
+};
 use super::{ApiError, FoundryState};
 
 const READ: &str = "api:mediasets-read";
 const WRITE: &str = "api:mediasets-write";
-const MASTER: &str = "master";
 
 /// The media-set routes.
 pub(crate) fn routes() -> Router<Arc<FoundryState>> {
@@ -61,6 +62,15 @@ struct MediaQuery {
     branch_name: Option<String>,
     media_item_path: Option<String>,
     transaction_id: Option<String>,
+}
+
+impl MediaQuery {
+    /// `mediaItemPath`, which the item endpoints require.
+    fn item_path(&self) -> Result<&str, ApiError> {
+        self.media_item_path.as_deref().ok_or_else(|| {
+            ApiError::invalid_argument("MissingMediaItemPath").param("detail", "pass mediaItemPath")
+        })
+    }
 }
 
 async fn get_media_set(
@@ -104,11 +114,7 @@ async fn close_transaction(
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     authorize_rid(&state, &headers, WRITE, &rid)?;
-    let commit = match action.as_str() {
-        "commit" => true,
-        "abort" => false,
-        _ => return Err(ApiError::not_found("EndpointNotFound").param("action", action)),
-    };
+    let commit = close_action(action)?;
     state
         .data
         .close_media_transaction(&rid, &id, commit)
@@ -125,9 +131,7 @@ async fn upload_item(
     body: Body,
 ) -> Result<axum::Json<Value>, ApiError> {
     authorize_rid(&state, &headers, WRITE, &rid)?;
-    let path = q.media_item_path.as_deref().ok_or_else(|| {
-        ApiError::invalid_argument("MissingMediaItemPath").param("detail", "pass mediaItemPath")
-    })?;
+    let path = q.item_path()?;
     let branch = q.branch_name.as_deref().unwrap_or(MASTER);
     let data = &state.data;
     if q.transaction_id.is_none() && data.media_set_transactional(&rid).map_err(api_error)? {
@@ -154,9 +158,7 @@ async fn rid_by_path(
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     authorize_rid(&state, &headers, READ, &rid)?;
-    let path = q.media_item_path.as_deref().ok_or_else(|| {
-        ApiError::invalid_argument("MissingMediaItemPath").param("detail", "pass mediaItemPath")
-    })?;
+    let path = q.item_path()?;
     let branch = q.branch_name.as_deref().unwrap_or(MASTER);
     let item = state
         .data

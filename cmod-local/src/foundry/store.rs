@@ -279,19 +279,95 @@ fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
     std::fs::rename(&tmp, path).map_err(io(format!("renaming to {}", path.display())))
 }
 
+/// Creates a directory and its parents.
+fn create_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))
+}
+
+/// Creates the parent directories of `path`.
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(parent) => create_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// Writes a file, creating its directories.
+fn write_file(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
+    create_parent(path)?;
+    std::fs::write(path, contents).map_err(io(format!("writing {}", path.display())))
+}
+
+/// Moves `src` to `dst` (replacing it), creating `dst`'s directories.
+fn move_file(src: &Path, dst: &Path) -> Result<(), StoreError> {
+    create_parent(dst)?;
+    std::fs::rename(src, dst).map_err(io(format!("moving {}", src.display())))
+}
+
+/// `result`, after deleting the received upload `tmp` when it is an error.
+fn discard_upload_on_error<T>(tmp: &Path, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    if result.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}
+
+/// A JSON (de)serialization failure, as an I/O error of kind `InvalidData`.
+fn invalid_data(context: String, e: serde_json::Error) -> StoreError {
+    StoreError::Io {
+        context,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    }
+}
+
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StoreError> {
     let text = std::fs::read(path).map_err(io(format!("reading {}", path.display())))?;
-    serde_json::from_slice(&text).map_err(|e| StoreError::Io {
-        context: format!("parsing {}", path.display()),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-    })
+    serde_json::from_slice(&text)
+        .map_err(|e| invalid_data(format!("parsing {}", path.display()), e))
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec_pretty(value).map_err(|e| StoreError::Io {
-        context: "serializing metadata".to_owned(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-    })
+    serde_json::to_vec_pretty(value).map_err(|e| invalid_data("serializing metadata".to_owned(), e))
+}
+
+/// The `*.json` files of a directory listing, parsed.
+fn read_json_entries<T: for<'de> Deserialize<'de>>(
+    dir: &Path,
+    entries: std::fs::ReadDir,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io(format!("listing {}", dir.display())))?;
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "json") {
+            out.push(read_json(&p)?);
+        }
+    }
+    Ok(out)
+}
+
+/// `<id>.json` of a `transactions` directory; `TransactionNotFound` when there is none (`owner`
+/// says whose transactions these are: `dataset <rid>`, `media set <rid>`).
+fn read_transaction<T: for<'de> Deserialize<'de>>(
+    transactions: &Path,
+    id: &str,
+    owner: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
+    let p = transactions.join(format!("{id}.json"));
+    if !p.is_file() {
+        return Err(not_found(
+            "TransactionNotFound",
+            format!("{} has no transaction {id}", owner()),
+        ));
+    }
+    read_json(&p)
+}
+
+/// A new temporary file for an upload, in the `.uploads` directory of `transactions`.
+fn upload_target_in(transactions: &Path) -> Result<PathBuf, StoreError> {
+    let tmp_dir = transactions.join(".uploads");
+    create_dir(&tmp_dir)?;
+    Ok(tmp_dir.join(random_uuid()))
 }
 
 /// Every file under `dir`, as sorted `/`-separated relative paths with their metadata. Names
@@ -333,13 +409,7 @@ fn walk(dir: &Path) -> Result<Vec<(String, std::fs::Metadata)>, StoreError> {
 /// Moves every file under `from` into `to`, replacing existing files.
 fn merge_into(from: &Path, to: &Path) -> Result<(), StoreError> {
     for (rel, _) in walk(from)? {
-        let src = from.join(&rel);
-        let dst = to.join(&rel);
-        if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(io(format!("creating {}", parent.display())))?;
-        }
-        std::fs::rename(&src, &dst).map_err(io(format!("moving {}", src.display())))?;
+        move_file(&from.join(&rel), &to.join(&rel))?;
     }
     let _ = std::fs::remove_dir_all(from);
     Ok(())
@@ -359,8 +429,7 @@ impl DataStore {
     pub fn open(root: impl Into<PathBuf>, max_page_size: usize) -> Result<Self, StoreError> {
         let root = root.into();
         for sub in ["datasets", "streams", "mediasets"] {
-            let d = root.join(sub);
-            std::fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
+            create_dir(&root.join(sub))?;
         }
         Ok(Self {
             root,
@@ -398,18 +467,27 @@ impl DataStore {
             .clamp(1, self.max_page_size)
     }
 
+    /// `<root>/<kind_dir>/<rid>` (with `rid` already checked), which must exist: otherwise the
+    /// error `missing`, saying that the `what` does not exist.
+    fn resource_dir(
+        &self,
+        kind_dir: &str,
+        rid: &str,
+        missing: &'static str,
+        what: &str,
+    ) -> Result<PathBuf, StoreError> {
+        let d = self.root.join(kind_dir).join(rid);
+        if !d.is_dir() {
+            return Err(not_found(missing, format!("{what} {rid} does not exist")));
+        }
+        Ok(d)
+    }
+
     // ---- datasets ------------------------------------------------------------------------
 
     fn dataset_dir(&self, rid: &str) -> Result<PathBuf, StoreError> {
         check_rid(rid)?;
-        let d = self.root.join("datasets").join(rid);
-        if !d.is_dir() {
-            return Err(not_found(
-                "DatasetNotFound",
-                format!("dataset {rid} does not exist"),
-            ));
-        }
-        Ok(d)
+        self.resource_dir("datasets", rid, "DatasetNotFound", "dataset")
     }
 
     fn branch_dir(&self, rid: &str, branch: &str) -> Result<PathBuf, StoreError> {
@@ -425,8 +503,7 @@ impl DataStore {
         check_rid(rid)?;
         let d = self.root.join("datasets").join(rid);
         for sub in ["branches/master", "transactions"] {
-            let p = d.join(sub);
-            std::fs::create_dir_all(&p).map_err(io(format!("creating {}", p.display())))?;
+            create_dir(&d.join(sub))?;
         }
         Ok(())
     }
@@ -446,12 +523,7 @@ impl DataStore {
     ) -> Result<(), StoreError> {
         check_path(path)?;
         self.create_dataset(rid)?;
-        let file = self.branch_dir(rid, branch)?.join(path);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(io(format!("creating {}", parent.display())))?;
-        }
-        std::fs::write(&file, contents).map_err(io(format!("writing {}", file.display())))
+        write_file(&self.branch_dir(rid, branch)?.join(path), contents)
     }
 
     /// The on-disk location of a committed file (which may not exist).
@@ -565,19 +637,12 @@ impl DataStore {
     /// Every transaction of the dataset, newest first.
     pub fn transactions(&self, rid: &str) -> Result<Vec<Transaction>, StoreError> {
         let dir = self.dataset_dir(rid)?.join("transactions");
-        let mut out: Vec<Transaction> = Vec::new();
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io(format!("listing {}", dir.display()))(e)),
         };
-        for entry in entries {
-            let entry = entry.map_err(io(format!("listing {}", dir.display())))?;
-            let p = entry.path();
-            if p.extension().is_some_and(|e| e == "json") {
-                out.push(read_json(&p)?);
-            }
-        }
+        let mut out: Vec<Transaction> = read_json_entries(&dir, entries)?;
         out.sort_by(|a, b| b.created_time.cmp(&a.created_time).then(b.rid.cmp(&a.rid)));
         Ok(out)
     }
@@ -585,22 +650,14 @@ impl DataStore {
     /// One transaction.
     pub fn transaction(&self, rid: &str, txn: &str) -> Result<Transaction, StoreError> {
         check_rid(txn)?;
-        let p = self
-            .dataset_dir(rid)?
-            .join("transactions")
-            .join(format!("{txn}.json"));
-        if !p.is_file() {
-            return Err(not_found(
-                "TransactionNotFound",
-                format!("dataset {rid} has no transaction {txn}"),
-            ));
-        }
-        read_json(&p)
+        read_transaction(&self.dataset_dir(rid)?.join("transactions"), txn, || {
+            format!("dataset {rid}")
+        })
     }
 
     fn save_transaction(&self, rid: &str, t: &Transaction) -> Result<(), StoreError> {
         let dir = self.dataset_dir(rid)?.join("transactions");
-        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        create_dir(&dir)?;
         write_atomic(&dir.join(format!("{}.json", t.rid)), &to_json(t)?)
     }
 
@@ -626,8 +683,7 @@ impl DataStore {
                 ),
             ));
         }
-        std::fs::create_dir_all(&branch_dir)
-            .map_err(io(format!("creating {}", branch_dir.display())))?;
+        create_dir(&branch_dir)?;
         let t = Transaction {
             rid: format!("ri.foundry.main.transaction.{}", random_uuid()),
             transaction_type,
@@ -637,7 +693,7 @@ impl DataStore {
             branch_name: branch.to_owned(),
         };
         let staged = self.dataset_dir(rid)?.join("transactions").join(&t.rid);
-        std::fs::create_dir_all(&staged).map_err(io(format!("creating {}", staged.display())))?;
+        create_dir(&staged)?;
         self.save_transaction(rid, &t)?;
         Ok(t)
     }
@@ -658,9 +714,7 @@ impl DataStore {
     pub fn upload_target(&self, rid: &str, txn: &str, path: &str) -> Result<PathBuf, StoreError> {
         check_path(path)?;
         self.open_transaction(rid, txn)?;
-        let tmp_dir = self.dataset_dir(rid)?.join("transactions").join(".uploads");
-        std::fs::create_dir_all(&tmp_dir).map_err(io(format!("creating {}", tmp_dir.display())))?;
-        Ok(tmp_dir.join(random_uuid()))
+        upload_target_in(&self.dataset_dir(rid)?.join("transactions"))
     }
 
     /// Moves a fully received upload into the transaction (if it is still open).
@@ -679,11 +733,7 @@ impl DataStore {
                 .join("transactions")
                 .join(txn)
                 .join(path);
-            if let Some(parent) = dst.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(io(format!("creating {}", parent.display())))?;
-            }
-            std::fs::rename(tmp, &dst).map_err(io(format!("moving {}", tmp.display())))?;
+            move_file(tmp, &dst)?;
             let meta = std::fs::metadata(&dst).map_err(io(format!("reading {}", dst.display())))?;
             Ok(FileEntry {
                 path: path.to_owned(),
@@ -692,10 +742,7 @@ impl DataStore {
                 transaction_rid: txn.to_owned(),
             })
         })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(tmp);
-        }
-        result
+        discard_upload_on_error(tmp, result)
     }
 
     /// Commits an open transaction: its files become the branch's (SNAPSHOT) or are added to it.
@@ -708,7 +755,7 @@ impl DataStore {
         let mut t = self.open_transaction(rid, txn)?;
         let ds = self.dataset_dir(rid)?;
         let staged = ds.join("transactions").join(txn);
-        std::fs::create_dir_all(&staged).map_err(io(format!("creating {}", staged.display())))?;
+        create_dir(&staged)?;
         let branch = self.branch_dir(rid, &t.branch_name)?;
         match t.transaction_type {
             TransactionType::Snapshot => {
@@ -719,10 +766,7 @@ impl DataStore {
                     std::fs::rename(&branch, &trash)
                         .map_err(io(format!("replacing {}", branch.display())))?;
                 }
-                if let Some(parent) = branch.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(io(format!("creating {}", parent.display())))?;
-                }
+                create_parent(&branch)?;
                 std::fs::rename(&staged, &branch)
                     .map_err(io(format!("committing into {}", branch.display())))?;
                 let _ = std::fs::remove_dir_all(&trash);
@@ -752,21 +796,14 @@ impl DataStore {
     fn stream_file(&self, rid: &str, branch: &str) -> Result<PathBuf, StoreError> {
         check_rid(rid)?;
         check_branch(branch)?;
-        let d = self.root.join("streams").join(rid);
-        if !d.is_dir() {
-            return Err(not_found(
-                "StreamNotFound",
-                format!("stream {rid} does not exist"),
-            ));
-        }
+        let d = self.resource_dir("streams", rid, "StreamNotFound", "stream")?;
         Ok(d.join(format!("{}.jsonl", branch_dir_name(branch))))
     }
 
     /// Creates a stream (no-op if it exists).
     pub fn create_stream(&self, rid: &str) -> Result<(), StoreError> {
         check_rid(rid)?;
-        let d = self.root.join("streams").join(rid);
-        std::fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))
+        create_dir(&self.root.join("streams").join(rid))
     }
 
     /// Whether the stream exists.
@@ -791,10 +828,8 @@ impl DataStore {
                     "a stream record must be a JSON object",
                 ));
             }
-            serde_json::to_writer(&mut text, r).map_err(|e| StoreError::Io {
-                context: "serializing a record".to_owned(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            })?;
+            serde_json::to_writer(&mut text, r)
+                .map_err(|e| invalid_data("serializing a record".to_owned(), e))?;
             text.push(b'\n');
         }
         let _guard = self.lock.lock().await;
@@ -859,9 +894,11 @@ impl DataStore {
                 continue;
             }
             if offset >= start {
-                let value = serde_json::from_slice(&line).map_err(|e| StoreError::Io {
-                    context: format!("{}: record {offset} is not JSON", file.display()),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                let value = serde_json::from_slice(&line).map_err(|e| {
+                    invalid_data(
+                        format!("{}: record {offset} is not JSON", file.display()),
+                        e,
+                    )
                 })?;
                 out.push((offset, value));
             }
@@ -883,23 +920,14 @@ impl DataStore {
 
     fn media_dir(&self, rid: &str) -> Result<PathBuf, StoreError> {
         check_rid(rid)?;
-        let d = self.root.join("mediasets").join(rid);
-        if !d.is_dir() {
-            return Err(not_found(
-                "MediaSetNotFound",
-                format!("media set {rid} does not exist"),
-            ));
-        }
-        Ok(d)
+        self.resource_dir("mediasets", rid, "MediaSetNotFound", "media set")
     }
 
     /// Creates a media set (no-op if it exists); `transactional` chooses its transaction policy.
     pub fn create_media_set(&self, rid: &str, transactional: bool) -> Result<(), StoreError> {
         check_rid(rid)?;
         let d = self.root.join("mediasets").join(rid);
-        let branches = d.join("branches").join("master");
-        std::fs::create_dir_all(&branches)
-            .map_err(io(format!("creating {}", branches.display())))?;
+        create_dir(&d.join("branches").join("master"))?;
         let policy = if transactional {
             "TRANSACTIONAL"
         } else {
@@ -950,17 +978,22 @@ impl DataStore {
         Some((branch.to_owned(), path.to_owned()))
     }
 
+    /// Where the committed item at `path` on `branch` is (or would be) stored.
+    fn media_item_file(&self, rid: &str, branch: &str, path: &str) -> Result<PathBuf, StoreError> {
+        check_branch(branch)?;
+        check_path(path)?;
+        Ok(self
+            .media_dir(rid)?
+            .join("branches")
+            .join(branch_dir_name(branch))
+            .join(path))
+    }
+
     /// The committed file of a media item.
     pub fn media_item_location(&self, rid: &str, item: &str) -> Result<PathBuf, StoreError> {
         let missing = || not_found("MediaItemNotFound", format!("{rid} has no item {item}"));
         let (branch, path) = Self::decode_item_rid(item).ok_or_else(missing)?;
-        check_branch(&branch)?;
-        check_path(&path)?;
-        let file = self
-            .media_dir(rid)?
-            .join("branches")
-            .join(branch_dir_name(&branch))
-            .join(&path);
+        let file = self.media_item_file(rid, &branch, &path)?;
         if !file.is_file() {
             return Err(missing());
         }
@@ -974,13 +1007,7 @@ impl DataStore {
         branch: &str,
         path: &str,
     ) -> Result<String, StoreError> {
-        check_branch(branch)?;
-        check_path(path)?;
-        let file = self
-            .media_dir(rid)?
-            .join("branches")
-            .join(branch_dir_name(branch))
-            .join(path);
+        let file = self.media_item_file(rid, branch, path)?;
         if !file.is_file() {
             return Err(not_found(
                 "MediaItemNotFound",
@@ -998,18 +1025,7 @@ impl DataStore {
         path: &str,
         contents: &[u8],
     ) -> Result<String, StoreError> {
-        check_branch(branch)?;
-        check_path(path)?;
-        let file = self
-            .media_dir(rid)?
-            .join("branches")
-            .join(branch_dir_name(branch))
-            .join(path);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(io(format!("creating {}", parent.display())))?;
-        }
-        std::fs::write(&file, contents).map_err(io(format!("writing {}", file.display())))?;
+        write_file(&self.media_item_file(rid, branch, path)?, contents)?;
         Ok(Self::media_item_rid(branch, path))
     }
 
@@ -1036,24 +1052,26 @@ impl DataStore {
     /// One media-set transaction.
     pub fn media_transaction(&self, rid: &str, id: &str) -> Result<MediaTransaction, StoreError> {
         check_rid(id)?;
-        let p = self
-            .media_dir(rid)?
-            .join("transactions")
-            .join(format!("{id}.json"));
-        if !p.is_file() {
-            return Err(not_found(
-                "TransactionNotFound",
-                format!("media set {rid} has no transaction {id}"),
+        read_transaction(&self.media_dir(rid)?.join("transactions"), id, || {
+            format!("media set {rid}")
+        })
+    }
+
+    /// A media-set transaction that must still be open.
+    fn open_media_transaction(&self, rid: &str, id: &str) -> Result<MediaTransaction, StoreError> {
+        let t = self.media_transaction(rid, id)?;
+        if t.status != TransactionStatus::Open {
+            return Err(conflict(
+                "TransactionNotOpen",
+                format!("media-set transaction {id} is not open"),
             ));
         }
-        read_json(&p)
+        Ok(t)
     }
 
     /// A temporary file for a media upload; pass it to [`DataStore::finish_media_upload`].
     pub fn media_upload_target(&self, rid: &str) -> Result<PathBuf, StoreError> {
-        let tmp_dir = self.media_dir(rid)?.join("transactions").join(".uploads");
-        std::fs::create_dir_all(&tmp_dir).map_err(io(format!("creating {}", tmp_dir.display())))?;
-        Ok(tmp_dir.join(random_uuid()))
+        upload_target_in(&self.media_dir(rid)?.join("transactions"))
     }
 
     /// Moves a fully received media upload into its transaction (or straight onto the branch
@@ -1073,13 +1091,7 @@ impl DataStore {
             let d = self.media_dir(rid)?;
             let dst = match transaction {
                 Some(id) => {
-                    let t = self.media_transaction(rid, id)?;
-                    if t.status != TransactionStatus::Open {
-                        return Err(conflict(
-                            "TransactionNotOpen",
-                            format!("media-set transaction {id} is not open"),
-                        ));
-                    }
+                    let t = self.open_media_transaction(rid, id)?;
                     if t.branch_name != branch {
                         return Err(invalid(
                             "TransactionBranchMismatch",
@@ -1090,17 +1102,10 @@ impl DataStore {
                 }
                 None => d.join("branches").join(branch_dir_name(branch)).join(path),
             };
-            if let Some(parent) = dst.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(io(format!("creating {}", parent.display())))?;
-            }
-            std::fs::rename(tmp, &dst).map_err(io(format!("moving {}", tmp.display())))?;
+            move_file(tmp, &dst)?;
             Ok(Self::media_item_rid(branch, path))
         })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(tmp);
-        }
-        result
+        discard_upload_on_error(tmp, result)
     }
 
     /// Commits (`commit = true`) or aborts a media-set transaction.
@@ -1111,19 +1116,12 @@ impl DataStore {
         commit: bool,
     ) -> Result<MediaTransaction, StoreError> {
         let _guard = self.lock.lock().await;
-        let mut t = self.media_transaction(rid, id)?;
-        if t.status != TransactionStatus::Open {
-            return Err(conflict(
-                "TransactionNotOpen",
-                format!("media-set transaction {id} is not open"),
-            ));
-        }
+        let mut t = self.open_media_transaction(rid, id)?;
         let d = self.media_dir(rid)?;
         let staged = d.join("transactions").join(id);
         if commit {
             let branch = d.join("branches").join(branch_dir_name(&t.branch_name));
-            std::fs::create_dir_all(&branch)
-                .map_err(io(format!("creating {}", branch.display())))?;
+            create_dir(&branch)?;
             merge_into(&staged, &branch)?;
             t.status = TransactionStatus::Committed;
         } else {
@@ -1140,17 +1138,10 @@ impl DataStore {
     /// Every media-set transaction (for tests and inspection).
     pub fn media_transactions(&self, rid: &str) -> Result<Vec<MediaTransaction>, StoreError> {
         let dir = self.media_dir(rid)?.join("transactions");
-        let mut out = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries {
-                let entry = entry.map_err(io(format!("listing {}", dir.display())))?;
-                let p = entry.path();
-                if p.extension().is_some_and(|e| e == "json") {
-                    out.push(read_json(&p)?);
-                }
-            }
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => read_json_entries(&dir, entries),
+            Err(_) => Ok(Vec::new()),
         }
-        Ok(out)
     }
 }
 

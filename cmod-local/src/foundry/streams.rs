@@ -64,6 +64,30 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8], expected: &str) -> Resu
     })
 }
 
+/// Appends records to a stream branch; the answer of the publish endpoints (`{}`).
+async fn append(
+    state: &FoundryState,
+    rid: &str,
+    branch: &str,
+    records: &[Value],
+) -> Result<axum::Json<Value>, ApiError> {
+    state
+        .data
+        .append_records(rid, branch, records)
+        .await
+        .map_err(api_error)?;
+    Ok(axum::Json(json!({})))
+}
+
+/// Records with their offsets, as the read endpoints answer them: `[{"offset", "value"}]`.
+fn records_json(records: Vec<(u64, Value)>) -> axum::Json<Value> {
+    let out: Vec<Value> = records
+        .into_iter()
+        .map(|(offset, value)| json!({ "offset": offset, "value": value }))
+        .collect();
+    axum::Json(Value::Array(out))
+}
+
 #[derive(Deserialize)]
 struct PublishRecord {
     record: Value,
@@ -82,12 +106,7 @@ async fn publish_record(
 ) -> Result<axum::Json<Value>, ApiError> {
     authorize_rid(&state, &headers, WRITE, &rid)?;
     let req: PublishRecord = parse_body(&body, "{\"record\": {…}}")?;
-    state
-        .data
-        .append_records(&rid, &branch, &[req.record])
-        .await
-        .map_err(api_error)?;
-    Ok(axum::Json(json!({})))
+    append(&state, &rid, &branch, &[req.record]).await
 }
 
 async fn publish_records(
@@ -98,12 +117,7 @@ async fn publish_records(
 ) -> Result<axum::Json<Value>, ApiError> {
     authorize_rid(&state, &headers, WRITE, &rid)?;
     let req: PublishRecords = parse_body(&body, "{\"records\": [{…}, …]}")?;
-    state
-        .data
-        .append_records(&rid, &branch, &req.records)
-        .await
-        .map_err(api_error)?;
-    Ok(axum::Json(json!({})))
+    append(&state, &rid, &branch, &req.records).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,11 +145,7 @@ async fn get_records(
         .data
         .read_records(&rid, &branch, q.start_offset.unwrap_or(0), limit)
         .map_err(api_error)?;
-    let out: Vec<Value> = records
-        .into_iter()
-        .map(|(offset, value)| json!({ "offset": offset, "value": value }))
-        .collect();
-    Ok(axum::Json(Value::Array(out)))
+    Ok(records_json(records))
 }
 
 async fn get_end_offsets(
@@ -175,11 +185,7 @@ async fn legacy_records(
         .data
         .read_records(&rid, &branch, 0, usize::MAX)
         .map_err(api_error)?;
-    let out: Vec<Value> = records
-        .into_iter()
-        .map(|(offset, value)| json!({ "offset": offset, "value": value }))
-        .collect();
-    Ok(axum::Json(Value::Array(out)))
+    Ok(records_json(records))
 }
 
 async fn legacy_json_record(
@@ -190,10 +196,5 @@ async fn legacy_json_record(
 ) -> Result<axum::Json<Value>, ApiError> {
     authorize_rid(&state, &headers, WRITE, &rid)?;
     let record: Value = parse_body(&body, "one JSON object")?;
-    state
-        .data
-        .append_records(&rid, &branch, &[record])
-        .await
-        .map_err(api_error)?;
-    Ok(axum::Json(json!({})))
+    append(&state, &rid, &branch, &[record]).await
 }

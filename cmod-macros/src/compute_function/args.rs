@@ -1,12 +1,10 @@
 //! The attribute's arguments: `name = "…"`, `rename_all = "…"`, `streaming`, `crate = "…"`.
 
 use proc_macro2::TokenStream;
-use syn::parse::Parser;
-use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, Lit, LitStr, Meta, Token};
+use syn::{LitStr, Meta};
 
-use super::Errors;
+use crate::common::{Errors, parse_metas, str_lit};
 
 /// The longest wire name accepted.
 const MAX_NAME_LEN: usize = 128;
@@ -30,7 +28,7 @@ impl Args {
     /// Parses the arguments, recording every problem in `errors`.
     pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
         let mut args = Args::default();
-        let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens) {
+        let metas = match parse_metas(tokens) {
             Ok(metas) => metas,
             Err(e) => {
                 errors.push(syn::Error::new(
@@ -117,10 +115,7 @@ impl Args {
 /// The string literal of `key = "…"`, or an error saying how to write it.
 fn string_value(meta: &Meta, key: &str, example: &str, errors: &mut Errors) -> Option<LitStr> {
     if let Meta::NameValue(nv) = meta {
-        if let Expr::Lit(ExprLit {
-            lit: Lit::Str(lit), ..
-        }) = &nv.value
-        {
+        if let Some(lit) = str_lit(&nv.value) {
             return Some(lit.clone());
         }
         errors.spanned(
@@ -128,10 +123,10 @@ fn string_value(meta: &Meta, key: &str, example: &str, errors: &mut Errors) -> O
             format!("`{key}` must be a string literal: `{key} = \"{example}\"`"),
         );
     } else {
-        errors.push(syn::Error::new(
+        errors.at(
             meta.span(),
             format!("`{key}` needs a value: `{key} = \"{example}\"`"),
-        ));
+        );
     }
     None
 }

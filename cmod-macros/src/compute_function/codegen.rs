@@ -1,7 +1,7 @@
 //! Generates the registration of a checked `#[compute_function]`.
 
 use proc_macro2::TokenStream;
-use quote::{ToTokens, quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{ItemFn, Type};
@@ -9,6 +9,7 @@ use syn::{ItemFn, Type};
 use super::args::Args;
 use super::signature::{Analysis, Item, Param, Shape};
 use super::{doc_comment, type_string};
+use crate::common::{compact, default_crate, hidden_def_module, private_path, return_span};
 
 /// Everything emitted after the (unchanged) user fn.
 pub(crate) fn generate(
@@ -17,12 +18,9 @@ pub(crate) fn generate(
     analysis: &Analysis,
     wire_names: &[String],
 ) -> TokenStream {
-    let krate: syn::Path = args
-        .krate
-        .clone()
-        .unwrap_or_else(|| syn::parse_quote!(::cmod_runtime));
-    let p = quote!(#krate::__private);
-    let krate_str = krate.to_token_stream().to_string().replace(' ', "");
+    let krate = args.krate.clone().unwrap_or_else(default_crate);
+    let p = private_path(&krate);
+    let krate_str = compact(&krate);
     let serde_crate = format!("{krate_str}::__private::serde");
     let schemars_crate = format!("{krate_str}::__private::schemars");
 
@@ -68,10 +66,7 @@ pub(crate) fn generate(
     let call = quote!(#fn_ident(#(#call_args),*));
 
     let ret_ty = &output.ty;
-    let ret_span = match &func.sig.output {
-        syn::ReturnType::Type(_, ty) => ty.span(),
-        syn::ReturnType::Default => fn_ident.span(),
-    };
+    let ret_span = return_span(&func.sig);
     // The success type (`T` of `Result<T, E>`, also through aliases).
     let ok_ty = if output.fallible {
         quote_spanned!(ret_span=> <#ret_ty as #p::FunctionResult>::Ok)
@@ -195,20 +190,17 @@ pub(crate) fn generate(
     };
     let output_type = type_string(ret_ty);
 
+    let hidden_mod = hidden_def_module(
+        vis,
+        fn_ident,
+        &format_ident!("__cmod_MakeDef"),
+        &format_ident!("__CMOD_FUNCTION_DEF"),
+        &quote!(#p::FunctionDef),
+        " The registration of this `#[compute_function]`, for `cmod_runtime::function!`.",
+    );
+
     quote! {
-        #[doc(hidden)]
-        #[allow(
-            dead_code,
-            missing_docs,
-            missing_debug_implementations,
-            non_camel_case_types,
-            unreachable_pub
-        )]
-        #vis mod #fn_ident {
-            pub struct __cmod_MakeDef;
-            /// The registration of this `#[compute_function]`, for `cmod_runtime::function!`.
-            pub static __CMOD_FUNCTION_DEF: #p::FunctionDef = __cmod_MakeDef::__CMOD_DEF;
-        }
+        #hidden_mod
 
         const _: () = {
             #[derive(#p::serde::Deserialize, #p::schemars::JsonSchema)]

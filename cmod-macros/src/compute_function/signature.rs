@@ -5,7 +5,7 @@ use syn::{
     FnArg, GenericArgument, Ident, Pat, PathArguments, ReturnType, Signature, Type, TypeParamBound,
 };
 
-use super::Errors;
+use crate::common::Errors;
 
 /// One parameter of the annotated fn.
 pub(crate) enum Param {

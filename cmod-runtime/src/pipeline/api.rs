@@ -8,7 +8,9 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
 
 use super::error::{PipelineError, ResourceRef};
-use crate::foundry::{ApiError, FoundryClient, FoundryError, FoundryRequest, Method, Service};
+use crate::foundry::{
+    ApiError, FoundryClient, FoundryError, FoundryRequest, Method, Service, without_query,
+};
 
 /// A resource-scoped view of the Foundry client.
 #[derive(Clone)]
@@ -102,24 +104,11 @@ impl Api {
             .send()
             .await
             .map_err(|e| foundry(resource, &op, e))?;
-        let method = "GET".to_owned();
-        let mut url = response.url().clone();
-        url.set_query(None);
-        let url = url.to_string();
+        let url = without_query(response.url());
         let resource = resource.clone();
         Ok(response
             .bytes_stream()
-            .map_err(move |e| {
-                foundry(
-                    &resource,
-                    &op,
-                    FoundryError::Transport {
-                        method: method.clone(),
-                        url: url.clone(),
-                        message: crate::foundry::describe_reqwest_error(&e),
-                    },
-                )
-            })
+            .map_err(move |e| foundry(&resource, &op, FoundryError::transport("GET", &url, &e)))
             .boxed())
     }
 
@@ -146,9 +135,7 @@ impl Api {
             )))
         })?;
         url.query_pairs_mut().extend_pairs(query);
-        let mut shown = url.clone();
-        shown.set_query(None);
-        let shown = shown.to_string();
+        let shown = without_query(&url);
         let auth = self
             .client
             .authorization()
@@ -172,26 +159,18 @@ impl Api {
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                fail(FoundryError::Transport {
-                    method: "POST".to_owned(),
-                    url: shown.clone(),
-                    message: crate::foundry::describe_reqwest_error(&e),
-                })
-            })?;
+            .map_err(|e| fail(FoundryError::transport("POST", &shown, &e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
         let body = response.bytes().await.unwrap_or_default();
-        let token = auth.expose();
-        let bare = token.split_once(' ').map(|(_, t)| t).unwrap_or(token);
-        Err(fail(FoundryError::Api(Box::new(api_error(
+        Err(fail(FoundryError::Api(Box::new(ApiError::from_body(
             "POST",
             &shown,
             status.as_u16(),
             &body,
-            &[token, bare],
+            &crate::foundry::authorization_secrets(&auth),
         )))))
     }
 }
@@ -209,51 +188,6 @@ pub(crate) fn foundry(
     }
 }
 
-/// Builds an [`ApiError`] from an error response (Foundry's JSON error shape when present).
-fn api_error(method: &str, url: &str, status: u16, body: &[u8], secrets: &[&str]) -> ApiError {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Body {
-        error_code: Option<String>,
-        error_name: Option<String>,
-        error_instance_id: Option<String>,
-        #[serde(default)]
-        parameters: serde_json::Map<String, serde_json::Value>,
-    }
-    let mut e = ApiError {
-        method: method.to_owned(),
-        url: url.to_owned(),
-        status,
-        error_code: None,
-        error_name: None,
-        error_instance_id: None,
-        parameters: serde_json::Map::new(),
-        body: None,
-    };
-    match serde_json::from_slice::<Body>(body) {
-        Ok(b) if b.error_code.is_some() || b.error_name.is_some() => {
-            e.error_code = b.error_code;
-            e.error_name = b.error_name;
-            e.error_instance_id = b.error_instance_id;
-            e.parameters = b.parameters;
-            for v in e.parameters.values_mut() {
-                if let serde_json::Value::String(s) = v {
-                    *s = crate::foundry::redact(s, secrets);
-                }
-            }
-        }
-        _ => {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            if !text.is_empty() {
-                let snippet: String = text.chars().take(300).collect();
-                e.body = Some(crate::foundry::redact(&snippet, secrets));
-            }
-        }
-    }
-    e
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,26 +200,5 @@ mod tests {
             encode_segment("ri.foundry.main.dataset.1-2_3~"),
             "ri.foundry.main.dataset.1-2_3~"
         );
-    }
-
-    #[test]
-    fn error_bodies_are_parsed_and_redacted() {
-        let e = api_error(
-            "POST",
-            "https://x/api",
-            403,
-            br#"{"errorCode":"PERMISSION_DENIED","errorName":"PermissionDenied","parameters":{"t":"tok-secret-1"}}"#,
-            &["tok-secret-1"],
-        );
-        assert_eq!(e.error_name.as_deref(), Some("PermissionDenied"));
-        assert_eq!(e.parameters["t"], "<redacted>");
-        let e = api_error(
-            "POST",
-            "https://x/api",
-            500,
-            b"oops tok-secret-1",
-            &["tok-secret-1"],
-        );
-        assert_eq!(e.body.as_deref(), Some("oops <redacted>"));
     }
 }

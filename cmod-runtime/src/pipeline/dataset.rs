@@ -377,6 +377,15 @@ impl OutputState {
         }
     }
 
+    /// `v2/datasets/{rid}/files/{path}/upload`.
+    fn upload_path(&self, path: &str) -> String {
+        format!(
+            "v2/datasets/{}/files/{}/upload",
+            encode_segment(&self.resource.rid),
+            encode_path(path)
+        )
+    }
+
     fn txn_path(&self, action: &str) -> String {
         format!(
             "v2/datasets/{}/transactions/{}/{action}",
@@ -621,14 +630,6 @@ impl DatasetOutput {
         !self.state.owned
     }
 
-    fn upload_path(&self, path: &str) -> String {
-        format!(
-            "v2/datasets/{}/files/{}/upload",
-            encode_segment(&self.state.resource.rid),
-            encode_path(path)
-        )
-    }
-
     /// Writes a file from bytes in memory (retried on transient failures).
     pub async fn write(
         &self,
@@ -638,7 +639,7 @@ impl DatasetOutput {
         let s = &self.state;
         let req = s
             .api
-            .request(Method::POST, Service::ApiGateway, self.upload_path(path))
+            .request(Method::POST, Service::ApiGateway, s.upload_path(path))
             .query("transactionRid", &s.transaction_rid)
             .body(data.into(), "application/octet-stream");
         let result = async {
@@ -693,11 +694,7 @@ async fn upload(
     path: &str,
     body: reqwest::Body,
 ) -> Result<FileInfo, PipelineError> {
-    let url = format!(
-        "v2/datasets/{}/files/{}/upload",
-        encode_segment(&state.resource.rid),
-        encode_path(path)
-    );
+    let url = state.upload_path(path);
     let response = state
         .api
         .upload(
@@ -713,11 +710,7 @@ async fn upload(
         foundry(
             &state.resource,
             &format!("uploading `{path}`"),
-            FoundryError::Transport {
-                method: "POST".to_owned(),
-                url: url.clone(),
-                message: crate::foundry::describe_reqwest_error(&e),
-            },
+            FoundryError::transport("POST", &url, &e),
         )
     })?;
     Ok(parse_file(path, &body))
