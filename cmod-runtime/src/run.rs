@@ -92,6 +92,7 @@ pub async fn run() -> crate::Result<()> {
     if let Some(def) = pipeline {
         if crate::pipeline::has_pipeline_environment(crate::env::lookup()) {
             logging::init(LogFormat::Sls);
+            crate::sources::check_required_sources()?;
             return crate::pipeline::run_pipeline(def, shutdown_signal()).await;
         }
         if !crate::config::has_functions_environment(crate::env::lookup()) {

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cmod_local::{LocalRuntime, LocalRuntimeOptions};
+use cmod_local::{JobSpec, LocalRuntime, LocalRuntimeOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -439,4 +439,68 @@ async fn restart_notification_clears_jobs_of_a_crashed_container() {
     assert!(rt.in_flight().is_empty());
     let r = rt.call("add", json!({"x": 1, "y": 1}), WAIT).await.unwrap();
     assert_eq!(r.json().unwrap(), json!(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeliverable_result_is_replaced_by_a_small_error_result() {
+    let rt = runtime(1).await;
+    let _module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    // Every attempt at the real result fails (5 attempts); the fallback then gets through.
+    rt.faults().fail_next_results(5, 503);
+    let r = rt
+        .call("add", json!({"x": 1, "y": 2}), WAIT)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let (kind, message) = error_of(&r);
+    assert_eq!(kind, "ResultDeliveryFailed");
+    assert!(message.contains("503"), "says why: {message}");
+    let stats = rt.stats();
+    assert_eq!(stats.rejected_by_fault, 5);
+    assert_eq!(stats.results_accepted, 1, "exactly one result for the job");
+    assert_eq!(stats.duplicate_results, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_see_the_shutdown_through_their_context() {
+    let rt = runtime(1).await;
+    let mut module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    let id = rt.enqueue("wait_for_cancel", json!({"ms": 60000}));
+    wait_until("the job in flight", || rt.in_flight().len() == 1).await;
+    module.signal("-TERM");
+    assert!(module.wait_exit().await.success());
+    let r = rt.wait_result(&id, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(r.json().unwrap(), json!("cancelled"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_tokens_reach_the_context_but_never_the_logs() {
+    let rt = runtime(1).await;
+    let module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    let id = rt.enqueue_job(JobSpec {
+        function: "whoami".into(),
+        query: json!({}),
+        auth_header: Some("Bearer user-secret-123".into()),
+        user_id: Some("u-1".into()),
+        temporary_credentials_token: Some("tmp-secret-456".into()),
+    });
+    let r = rt.wait_result(&id, WAIT).await.unwrap();
+    assert_eq!(r.json().unwrap(), json!("u-1"));
+    let line = module
+        .wait_for_line("with the context", |l| l.contains("context of this job"))
+        .await;
+    assert!(
+        line.contains("redacted"),
+        "tokens are shown redacted: {line}"
+    );
+    for l in module.lines() {
+        assert!(
+            !l.contains("user-secret-123") && !l.contains("tmp-secret-456"),
+            "token leaked: {l}"
+        );
+    }
 }

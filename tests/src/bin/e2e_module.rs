@@ -50,6 +50,22 @@ async fn log_line(ctx: Context, text: String) -> String {
     ctx.job_id().to_owned()
 }
 
+/// Waits for `ms`, or until the module shuts down; says which came first.
+#[compute_function]
+async fn wait_for_cancel(ctx: Context, ms: i64) -> String {
+    tokio::select! {
+        _ = ctx.cancelled() => "cancelled".to_owned(),
+        _ = tokio::time::sleep(Duration::from_millis(ms.max(0).unsigned_abs())) => "finished".to_owned(),
+    }
+}
+
+/// Logs the whole context (tokens must come out redacted) and returns the user id.
+#[compute_function]
+fn whoami(ctx: Context) -> Option<String> {
+    tracing::info!(context = ?ctx, auth = ?ctx.auth_header(), "context of this job");
+    ctx.user_id().map(str::to_owned)
+}
+
 /// A struct input and output.
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 struct Payload {
