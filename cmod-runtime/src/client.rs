@@ -275,6 +275,9 @@ impl RuntimeClient {
             .http1_only()
             .tcp_nodelay(true)
             .connect_timeout(CONNECT_TIMEOUT)
+            // A runtime that stops sending mid-response (or never answers a streamed post) is
+            // given up on after this long without a byte; long-polls answer well within it.
+            .read_timeout(POLL_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(config.max_concurrent_tasks + 2)
             .no_proxy();
@@ -408,12 +411,24 @@ impl RuntimeClient {
         format!("{}/{}", self.post_result_base, job_id)
     }
 
-    async fn post_result_once(&self, job_id: &str, body: reqwest::Body) -> Result<(), ClientError> {
+    /// One result POST. `timeout` bounds the whole exchange; streamed bodies (which may
+    /// legitimately take long to produce) pass `None` and rely on the client's read timeout
+    /// for a runtime that stops answering.
+    async fn post_result_once(
+        &self,
+        job_id: &str,
+        body: reqwest::Body,
+        timeout: Option<Duration>,
+    ) -> Result<(), ClientError> {
         const DURING: &str = "posting a result";
-        let resp = self
+        let mut request = self
             .with_token(self.http.post(self.result_url(job_id)))
             .header(CONTENT_TYPE, "application/octet-stream")
-            .body(body)
+            .body(body);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let resp = request
             .send()
             .await
             .map_err(|e| ClientError::transport(DURING, &e))?;
@@ -500,7 +515,11 @@ impl RuntimeClient {
         let mut attempt = 1;
         loop {
             match self
-                .post_result_once(job_id, reqwest::Body::from(body.clone()))
+                .post_result_once(
+                    job_id,
+                    reqwest::Body::from(body.clone()),
+                    Some(POST_TIMEOUT),
+                )
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -522,8 +541,7 @@ impl RuntimeClient {
         // Tee the chunks we send so a transient failure can be retried with the same chunks,
         // up to STREAM_REPLAY_LIMIT bytes.
         let tee = Arc::new(Mutex::new(Tee {
-            chunks: Some(Vec::new()),
-            size: 0,
+            replay: Some(Replay::default()),
             item_error: None,
         }));
         let tee_in = Arc::clone(&tee);
@@ -531,14 +549,10 @@ impl RuntimeClient {
             let mut tee = tee_in.lock().unwrap_or_else(|p| p.into_inner());
             match item {
                 Ok(bytes) => {
-                    let bytes = Bytes::from(bytes);
-                    tee.size += bytes.len();
-                    if tee.size > STREAM_REPLAY_LIMIT {
-                        tee.chunks = None;
-                    } else if let Some(chunks) = tee.chunks.as_mut() {
-                        chunks.push(bytes.clone());
+                    if tee.replay.as_mut().is_some_and(|r| !r.keep(&bytes)) {
+                        tee.replay = None;
                     }
-                    Ok(bytes)
+                    Ok(Bytes::from(bytes))
                 }
                 Err(job_error) => {
                     tee.item_error = Some(job_error);
@@ -548,11 +562,11 @@ impl RuntimeClient {
             }
         });
         let first = self
-            .post_result_once(job_id, reqwest::Body::wrap_stream(body_stream))
+            .post_result_once(job_id, reqwest::Body::wrap_stream(body_stream), None)
             .await;
         let (replay, item_error) = {
             let mut tee = tee.lock().unwrap_or_else(|p| p.into_inner());
-            (tee.chunks.take(), tee.item_error.take())
+            (tee.replay.take(), tee.item_error.take())
         };
         if let Some(job_error) = item_error {
             return StreamDelivery::ItemFailed(job_error);
@@ -561,9 +575,10 @@ impl RuntimeClient {
             Ok(()) => return StreamDelivery::Delivered,
             Err(e) => e,
         };
-        let Some(chunks) = replay else {
+        let Some(replay) = replay else {
             return StreamDelivery::Failed(error);
         };
+        let (data, ends) = (Bytes::from(replay.data), replay.ends);
         let mut backoff =
             crate::job_loop::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         for attempt in 2..=RESULT_ATTEMPTS {
@@ -575,10 +590,10 @@ impl RuntimeClient {
                 attempt - 1
             );
             tokio::time::sleep(backoff.next_delay()).await;
-            let chunks = chunks.clone();
-            let body = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+            let chunks = Replay::chunks(data.clone(), ends.clone());
+            let body = futures_util::stream::iter(chunks.map(Ok::<_, std::io::Error>));
             match self
-                .post_result_once(job_id, reqwest::Body::wrap_stream(body))
+                .post_result_once(job_id, reqwest::Body::wrap_stream(body), None)
                 .await
             {
                 Ok(()) => return StreamDelivery::Delivered,
@@ -590,9 +605,45 @@ impl RuntimeClient {
 }
 
 struct Tee {
-    chunks: Option<Vec<Bytes>>,
-    size: usize,
+    /// `None` once the stream outgrew STREAM_REPLAY_LIMIT.
+    replay: Option<Replay>,
     item_error: Option<JobError>,
+}
+
+/// The chunks of a streamed result kept for a retry: one buffer and where each chunk ends.
+/// Four bytes of bookkeeping per chunk: a `Vec<Bytes>` costs about a hundred per chunk (the
+/// chunk's own allocation, a shared `Bytes` header, the slot), twenty times the data for a
+/// stream of small items, and it counted none of that against the limit.
+#[derive(Default)]
+struct Replay {
+    data: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Replay {
+    /// Keeps a copy of `chunk`; `false` when that would exceed STREAM_REPLAY_LIMIT.
+    fn keep(&mut self, chunk: &[u8]) -> bool {
+        let end = self.data.len() + chunk.len();
+        let Some(end_u32) = u32::try_from(end)
+            .ok()
+            .filter(|_| end <= STREAM_REPLAY_LIMIT)
+        else {
+            return false;
+        };
+        self.data.extend_from_slice(chunk);
+        self.ends.push(end_u32);
+        true
+    }
+
+    /// The kept chunks, in order, as slices of `data`.
+    fn chunks(data: Bytes, ends: Vec<u32>) -> impl Iterator<Item = Bytes> {
+        ends.into_iter().scan(0usize, move |start, end| {
+            let end = end as usize;
+            let chunk = data.slice(*start..end);
+            *start = end;
+            Some(chunk)
+        })
+    }
 }
 
 enum StreamDelivery {
@@ -656,6 +707,19 @@ mod tests {
             panic!("expected a job")
         };
         assert_eq!(job.query.get(), "{}");
+    }
+
+    #[test]
+    fn replay_keeps_the_chunks_until_the_limit() {
+        let mut r = Replay::default();
+        assert!(r.keep(b"1"));
+        assert!(r.keep(b"23"));
+        assert!(r.keep(b""));
+        assert!(r.keep(b"{\"a\":4}"));
+        let chunks: Vec<Bytes> =
+            Replay::chunks(Bytes::from(r.data.clone()), r.ends.clone()).collect();
+        assert_eq!(chunks, [&b"1"[..], b"23", b"", b"{\"a\":4}"]);
+        assert!(!r.keep(&vec![0u8; STREAM_REPLAY_LIMIT]));
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! each job on its own task, posting exactly one result for it.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -71,11 +73,7 @@ pub struct FunctionsRuntime {
 impl FunctionsRuntime {
     /// A runtime for `registry` speaking to the runtime described by `config`.
     pub fn new(config: RuntimeConfig, registry: Registry) -> Self {
-        let grace_period = crate::env::var(GRACE_PERIOD_VAR)
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
-            .unwrap_or(DEFAULT_GRACE_PERIOD);
+        let grace_period = grace_period_from_env();
         Self {
             config,
             registry,
@@ -106,6 +104,35 @@ impl FunctionsRuntime {
     /// Runs until `shutdown` completes, then stops polling, lets in-flight jobs finish within
     /// the grace period, posts their results and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> crate::Result<()> {
+        // The loop runs as a task of its own, next to its jobs and the HTTP connection tasks,
+        // not on the caller's task: under `#[tokio::main]` the caller is the main thread
+        // (`block_on`), outside the worker pool, and every wake-up of the loop (each poll
+        // response, each freed slot) would cost a cross-thread unpark — several futex calls
+        // per job, most of the loop's CPU time in the benchmarks (BENCHMARKS.md).
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut serving = tokio::spawn(self.serve(async move {
+            // A dropped sender (the caller went away) stops the loop too.
+            let _ = stop_rx.await;
+        }));
+        tokio::pin!(shutdown);
+        let joined = tokio::select! {
+            biased;
+            joined = &mut serving => joined,
+            _ = &mut shutdown => {
+                let _ = stop_tx.send(());
+                serving.await
+            }
+        };
+        match joined {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(crate::Error::Runtime(
+                "the job loop was cancelled: the Tokio runtime is shutting down".into(),
+            )),
+        }
+    }
+
+    async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> crate::Result<()> {
         let client = RuntimeClient::new(&self.config)?;
         let schemas = self
             .registry
@@ -128,18 +155,22 @@ impl FunctionsRuntime {
             max_concurrent_tasks = self.config.max_concurrent_tasks,
             "starting compute module"
         );
+        let schemas = Bytes::from(schemas);
         let startup = async {
-            post_schemas(&shared.client, Bytes::from(schemas)).await;
+            let posted = post_schemas(&shared.client, schemas.clone()).await;
             restart_notification(&shared.client).await;
+            posted
         };
-        tokio::select! {
+        // Schemas that could not be posted at startup (runtime not reachable for ~30 s) are
+        // posted again once a poll succeeds, so the functions still appear in Foundry.
+        let mut schemas_pending = tokio::select! {
             biased;
             _ = &mut shutdown => {
                 tracing::info!("shutdown requested during startup");
                 return Ok(());
             }
-            _ = startup => {}
-        }
+            posted = startup => !posted,
+        };
 
         let slots = Arc::new(Semaphore::new(self.config.max_concurrent_tasks));
         let mut jobs = JoinSet::new();
@@ -169,6 +200,11 @@ impl FunctionsRuntime {
                 }
                 r = &mut poll => r,
             };
+            if schemas_pending && polled.is_ok() {
+                schemas_pending = false;
+                let (shared, schemas) = (Arc::clone(&shared), schemas.clone());
+                tokio::spawn(async move { post_schemas(&shared.client, schemas).await });
+            }
             match polled {
                 Ok(Polled::Job(job)) => {
                     connected = true;
@@ -249,6 +285,33 @@ impl FunctionsRuntime {
     }
 }
 
+/// `CMOD_SHUTDOWN_GRACE_SECS`, or the default. An unusable value is reported (not silently
+/// ignored, never a panic) and the default is used.
+fn grace_period_from_env() -> Duration {
+    let Some(raw) = crate::env::var(GRACE_PERIOD_VAR) else {
+        return DEFAULT_GRACE_PERIOD;
+    };
+    match parse_grace_period(&raw) {
+        Some(d) => d,
+        None => {
+            tracing::warn!(
+                "{GRACE_PERIOD_VAR}=`{raw}` is not a number of seconds between 0 and 86400; \
+                 using the default of {} s",
+                DEFAULT_GRACE_PERIOD.as_secs()
+            );
+            DEFAULT_GRACE_PERIOD
+        }
+    }
+}
+
+fn parse_grace_period(raw: &str) -> Option<Duration> {
+    let secs = raw.trim().parse::<f64>().ok()?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs).ok()
+}
+
 async fn drain(jobs: &mut JoinSet<()>) {
     while jobs.join_next().await.is_some() {}
 }
@@ -324,25 +387,25 @@ async fn execute(shared: &Shared, job: &Job, span: tracing::Span) -> Result<Outp
         .temporary_credentials_token(job.temporary_credentials_auth_token.clone())
         .shutdown_signal(shared.stop.clone())
         .build();
-    let call = (def.call)(ctx, job.query.clone());
-    // Run the call on its own task: a panic there is caught as a JoinError, never reaching the
-    // loop.
-    let handle = tokio::spawn(call.instrument(span));
-    let abort = handle.abort_handle();
+    // Run the call on this job's task, catching its panics (whether building or polling the
+    // future), so a panic never reaches the loop. No task of its own: one task hand-off less
+    // per job (BENCHMARKS.md).
+    let panicked = |payload: Box<dyn std::any::Any + Send>| {
+        JobError::new(
+            ErrorKind::Panic,
+            format!("the function panicked: {}", panic_message(payload.as_ref())),
+        )
+    };
+    let call =
+        match std::panic::catch_unwind(AssertUnwindSafe(|| (def.call)(ctx, job.query.clone()))) {
+            Ok(call) => AssertUnwindSafe(call.instrument(span)).catch_unwind(),
+            Err(payload) => return Err(panicked(payload)),
+        };
     let mut hard_stop = shared.hard_stop.clone();
     tokio::select! {
-        joined = handle => match joined {
-            Ok(outcome) => outcome,
-            Err(e) if e.is_panic() => Err(JobError::new(
-                ErrorKind::Panic,
-                format!("the function panicked: {}", panic_message(e.into_panic().as_ref())),
-            )),
-            Err(_) => Err(shutdown_error()),
-        },
-        _ = hard_stop.wait_for(|s| *s) => {
-            abort.abort();
-            Err(shutdown_error())
-        }
+        caught = call => caught.unwrap_or_else(|payload| Err(panicked(payload))),
+        // Dropping the call cancels the function.
+        _ = hard_stop.wait_for(|s| *s) => Err(shutdown_error()),
     }
 }
 
@@ -354,15 +417,16 @@ fn shutdown_error() -> JobError {
 }
 
 /// Posts the schemas, retrying connection errors with capped backoff (about 30 s in all).
-async fn post_schemas(client: &RuntimeClient, body: Bytes) {
+/// Returns `false` when the runtime could not be reached, so the caller can try again later.
+async fn post_schemas(client: &RuntimeClient, body: Bytes) -> bool {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     for attempt in 1..=10 {
         match client.post_schemas(body.clone()).await {
             Ok(true) => {
                 tracing::info!("function schemas posted");
-                return;
+                return true;
             }
-            Ok(false) => return,
+            Ok(false) => return true,
             Err(e) if e.is_transient() && attempt < 10 => {
                 if e.is_tls() {
                     log_tls_error(&e);
@@ -377,10 +441,12 @@ async fn post_schemas(client: &RuntimeClient, body: Bytes) {
                 tracing::error!(
                     "could not post the function schemas (functions may not appear in Foundry): {e}"
                 );
-                return;
+                // Worth another try later only if the runtime was unreachable.
+                return !e.is_transient();
             }
         }
     }
+    false
 }
 
 /// Sends the restart notification (when configured) and logs the jobs the runtime dropped.
@@ -412,6 +478,18 @@ async fn restart_notification(client: &RuntimeClient) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grace_periods_outside_the_sane_range_are_rejected_not_panicked_on() {
+        assert_eq!(
+            parse_grace_period(" 2.5 "),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(parse_grace_period("0"), Some(Duration::ZERO));
+        for bad in ["1e30", "-1", "NaN", "inf", "soon", ""] {
+            assert_eq!(parse_grace_period(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
