@@ -31,7 +31,10 @@
 //! the local CA in local runs); verification is never disabled. Connect timeout 10 s, read
 //! timeout 60 s. Connect errors and HTTP 429/502/503/504 are retried with capped exponential
 //! backoff (honouring `Retry-After`); timeouts are retried for idempotent methods only. A 401
-//! with application credentials drops the cached token and retries once with a new one.
+//! with application credentials drops the cached token and retries once with a new one. The
+//! credential only goes to the configured Foundry services: an absolute URL on another origin is
+//! refused ([`FoundryError::ForeignOrigin`]) unless the request opts in with
+//! [`FoundryRequest::allow_any_origin`].
 //! Failures are [`FoundryError`]s that carry Foundry's JSON error (`errorCode`, `errorName`,
 //! `errorInstanceId`, `parameters`) and never the token.
 
@@ -286,6 +289,22 @@ pub enum FoundryError {
     /// The request itself could not be built (bad path, body not serializable).
     #[error("invalid Foundry request: {0}")]
     InvalidRequest(String),
+    /// An absolute URL on a host that is not one of the configured Foundry services: the
+    /// credential is not sent there (see [`FoundryRequest::allow_any_origin`]).
+    #[error(
+        "refusing to send the Foundry credential to {origin} (host `{host}`): it is not one of \
+         the configured Foundry services ({}); pass a path on the API gateway, or call \
+         `allow_any_origin()` on the request if this host is meant to receive the token",
+        if allowed.is_empty() { "none configured".to_owned() } else { allowed.join(", ") }
+    )]
+    ForeignOrigin {
+        /// The host of the refused URL.
+        host: String,
+        /// The refused URL's origin (`https://host:port`), without path or query.
+        origin: String,
+        /// The origins the credential may be sent to.
+        allowed: Vec<String>,
+    },
 }
 
 impl FoundryError {
@@ -484,6 +503,21 @@ impl FoundryUrls {
         }
     }
 
+    /// The origins (`https://host:port`) of the configured services, de-duplicated.
+    fn origins(&self) -> Vec<String> {
+        let mut origins: Vec<String> = URL_SERVICES
+            .iter()
+            .filter_map(|s| self.get(*s))
+            .filter_map(|u| reqwest::Url::parse(u).ok())
+            .map(|u| u.origin())
+            .filter(|o| o.is_tuple())
+            .map(|o| o.ascii_serialization())
+            .collect();
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+
     fn slot(&mut self, service: Service) -> Option<&mut Option<String>> {
         match service {
             Service::ApiGateway => Some(&mut self.api_gateway),
@@ -668,6 +702,12 @@ impl FoundryClient {
     }
 
     /// A request to `path` on the API gateway (`/v2/datasets/…`), or to an absolute URL.
+    ///
+    /// The request carries this client's credential, so an absolute URL must be on the origin
+    /// (scheme, host and port) of one of the configured Foundry services — API gateway, stream
+    /// proxy, media, multipass, from [`FoundryClientBuilder`], `FOUNDRY_SERVICE_DISCOVERY_V2`
+    /// or `FOUNDRY_URL`. Any other origin fails with [`FoundryError::ForeignOrigin`] before
+    /// anything is sent, unless the request opts in with [`FoundryRequest::allow_any_origin`].
     pub fn request(&self, method: Method, path: impl Into<String>) -> FoundryRequest {
         FoundryRequest {
             client: self.clone(),
@@ -679,6 +719,7 @@ impl FoundryClient {
             body: None,
             timeout: None,
             error: None,
+            any_origin: false,
         }
     }
 
@@ -737,6 +778,7 @@ pub struct FoundryRequest {
     body: Option<(Bytes, HeaderValue)>,
     timeout: Option<Duration>,
     error: Option<String>,
+    any_origin: bool,
 }
 
 impl fmt::Debug for FoundryRequest {
@@ -803,6 +845,15 @@ impl FoundryRequest {
         self
     }
 
+    /// Lets this request send the client's credential to an absolute URL on any origin, not
+    /// only to the configured Foundry services. Only for URLs you trust with the token (for
+    /// example a Foundry host that service discovery does not list); never for URLs taken from
+    /// user input or response bodies.
+    pub fn allow_any_origin(mut self) -> Self {
+        self.any_origin = true;
+        self
+    }
+
     fn url(&self) -> Result<reqwest::Url, FoundryError> {
         let full = if self.path.starts_with("https://") || self.path.starts_with("http://") {
             self.path.clone()
@@ -810,8 +861,22 @@ impl FoundryRequest {
             let base = self.client.service_url(self.service)?;
             format!("{base}/{}", self.path.trim_start_matches('/'))
         };
-        let mut url = reqwest::Url::parse(&full)
-            .map_err(|e| FoundryError::InvalidRequest(format!("invalid URL `{full}`: {e}")))?;
+        let mut url = reqwest::Url::parse(&full).map_err(|e| {
+            let shown = full.split('?').next().unwrap_or_default();
+            FoundryError::InvalidRequest(format!("invalid URL `{shown}`: {e}"))
+        })?;
+        if !self.any_origin {
+            // Checked on the final URL, whichever way it was written.
+            let allowed = self.client.shared.urls.origins();
+            let origin = url.origin().ascii_serialization();
+            if !allowed.contains(&origin) {
+                return Err(FoundryError::ForeignOrigin {
+                    host: url.host_str().unwrap_or_default().to_owned(),
+                    origin,
+                    allowed,
+                });
+            }
+        }
         if !self.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&self.query);
         }
@@ -1289,6 +1354,50 @@ mod tests {
             &["tok-secret-1"],
         );
         assert_eq!(e.body.as_deref(), Some("oops <redacted>"));
+    }
+
+    #[tokio::test]
+    async fn absolute_urls_must_be_on_a_configured_origin() {
+        let c = FoundryClient::builder()
+            .foundry_url("https://stack.example.com")
+            .service_url(
+                Service::StreamProxy,
+                "https://streams.example.com:8443/sp/api",
+            )
+            .credentials(Credentials::Pipeline(Secret::new("planted-token-5b7a")))
+            .build_from_lookup(&|_| None)
+            .unwrap();
+        for ok in [
+            "https://stack.example.com/api/v2/x",
+            "https://STACK.example.com:443/foundry-catalog/api/x",
+            "https://streams.example.com:8443/other",
+        ] {
+            assert!(c.get(ok).url().is_ok(), "{ok}");
+        }
+        // Relative paths always resolve to a configured service.
+        assert!(c.get("/v2/datasets/x").url().is_ok());
+        for refused in [
+            "https://evil.example.com/api/v2/x?key=planted-query",
+            "https://stack.example.com:8443/api/v2/x?key=planted-query",
+            "http://stack.example.com/api/v2/x?key=planted-query",
+            "https://stack.example.com.evil.example/api?key=planted-query",
+            "https://user:planted-query@evil.example.com/",
+        ] {
+            let err = c.get(refused).send().await.unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(matches!(err, FoundryError::ForeignOrigin { .. }), "{text}");
+            assert!(!text.contains("planted-query"), "{text}");
+            assert!(!text.contains("planted-token"), "{text}");
+            assert!(text.contains("https://stack.example.com"), "{text}");
+            assert!(c.get(refused).allow_any_origin().url().is_ok(), "{refused}");
+        }
+        let err = c
+            .get("https://evil.example.com/x")
+            .send()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("host `evil.example.com`"), "{err}");
     }
 
     #[test]

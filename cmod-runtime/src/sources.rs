@@ -333,8 +333,11 @@ impl Source {
             api_name: self.api_name.clone(),
             message,
         };
-        let base = reqwest::Url::parse(conn.url.trim())
-            .map_err(|e| err(format!("invalid connection URL `{}`: {e}", conn.url)))?;
+        let base = reqwest::Url::parse(conn.url.trim()).map_err(|e| {
+            // Without its query: it could carry a credential.
+            let shown = conn.url.split('?').next().unwrap_or_default();
+            err(format!("invalid connection URL `{shown}`: {e}"))
+        })?;
 
         let mut roots = crate::foundry::default_ca_certs(lookup).map_err(|e| err(e.to_string()))?;
         for (name, pem) in &self.server_certificates {
@@ -409,6 +412,14 @@ impl Source {
 
 /// A ready HTTP client for a REST source; see [`Source::http_client`]. Paths are joined to the
 /// connection's URL and get its query parameters. `Debug` never shows credentials.
+///
+/// The connection's query parameters and auth headers are often credentials, so requests made
+/// with [`SourceClient::get`] / [`post`](SourceClient::post) /
+/// [`request`](SourceClient::request) keep them out of what can end up in logs: the errors of
+/// [`SourceRequest::send`] and the URL of its response (so also `error_for_status()` errors)
+/// show the URL without its query string and user info, and the auth headers are sent as
+/// sensitive header values (never in `Debug` output). [`SourceClient::url`] and
+/// [`SourceClient::http`] are lower level and give no such guarantee.
 #[derive(Clone)]
 pub struct SourceClient {
     api_name: String,
@@ -421,23 +432,62 @@ impl fmt::Debug for SourceClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SourceClient")
             .field("api_name", &self.api_name)
-            .field("base_url", &self.base.as_str())
+            .field("base_url", &shown_url(&self.base))
             .finish_non_exhaustive()
     }
 }
 
+/// `url` as errors and logs may show it: without query string, user name or password.
+fn shown_url(url: &reqwest::Url) -> String {
+    scrubbed(url.clone()).to_string()
+}
+
+fn scrubbed(mut url: reqwest::Url) -> reqwest::Url {
+    url.set_query(None);
+    url.set_fragment(None);
+    // Fails only for URLs that cannot have credentials anyway.
+    let _ = url.set_password(None);
+    let _ = url.set_username("");
+    url
+}
+
+/// A reqwest error with its URL scrubbed ([`shown_url`]).
+fn scrub_error(mut e: reqwest::Error) -> reqwest::Error {
+    if let Some(url) = e.url_mut() {
+        *url = scrubbed(url.clone());
+    }
+    e
+}
+
+/// `response` with its URL scrubbed ([`shown_url`]), so `Response::url` and
+/// `Response::error_for_status` cannot reveal the connection's query parameters.
+fn scrub_response(response: reqwest::Response) -> reqwest::Response {
+    use reqwest::ResponseBuilderExt as _;
+    let url = scrubbed(response.url().clone());
+    let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+    // reqwest keeps the URL in a response extension that only its builder extension can set.
+    if let Ok(marker) = http::Response::builder().url(url).body(()) {
+        parts.extensions.extend(marker.into_parts().0.extensions);
+    }
+    reqwest::Response::from(http::Response::from_parts(parts, body))
+}
+
 impl SourceClient {
-    /// The connection's base URL.
-    pub fn base_url(&self) -> &str {
-        self.base.as_str()
+    /// The connection's base URL (without query string or user info).
+    pub fn base_url(&self) -> String {
+        shown_url(&self.base)
     }
 
-    /// The underlying client (auth headers and TLS configured, no base URL).
+    /// The underlying client (auth headers and TLS configured, no base URL). Errors and
+    /// responses of requests sent with it carry the full URL: use [`SourceClient::get`] & co.
+    /// when the URL holds credentials.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
 
     /// The full URL of `path` (joined to the base URL, with the connection's query parameters).
+    /// It contains the query parameters' values, which may be credentials: do not log or
+    /// display it.
     pub fn url(&self, path: &str) -> reqwest::Url {
         let mut url = self.base.clone();
         let joined = format!(
@@ -457,19 +507,121 @@ impl SourceClient {
         url
     }
 
-    /// A request to `path` under the base URL.
-    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, self.url(path))
+    /// A request to `path` under the base URL (`path` may carry its own `?query`).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> SourceRequest {
+        let url = self.url(path);
+        SourceRequest {
+            api_name: self.api_name.clone(),
+            method: method.clone(),
+            shown: shown_url(&url),
+            inner: self.http.request(method, url),
+        }
     }
 
     /// `GET path`.
-    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+    pub fn get(&self, path: &str) -> SourceRequest {
         self.request(reqwest::Method::GET, path)
     }
 
     /// `POST path`.
-    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+    pub fn post(&self, path: &str) -> SourceRequest {
         self.request(reqwest::Method::POST, path)
+    }
+}
+
+/// A request to a REST source being built ([`SourceClient::get`], …): reqwest's
+/// `RequestBuilder` that keeps the connection's credentials out of errors and logs (see
+/// [`SourceClient`]). `Debug` shows the method and the URL without its query.
+pub struct SourceRequest {
+    api_name: String,
+    method: reqwest::Method,
+    shown: String,
+    inner: reqwest::RequestBuilder,
+}
+
+impl fmt::Debug for SourceRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceRequest")
+            .field("source", &self.api_name)
+            .field("method", &self.method)
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceRequest {
+    /// Adds a header. An invalid name or value fails the request at [`SourceRequest::send`].
+    /// (The connection's auth headers are already set, marked sensitive; mark a secret value of
+    /// your own with `HeaderValue::set_sensitive`.)
+    pub fn header<K, V>(mut self, key: K, value: V) -> Self
+    where
+        reqwest::header::HeaderName: TryFrom<K>,
+        <reqwest::header::HeaderName as TryFrom<K>>::Error: Into<http::Error>,
+        reqwest::header::HeaderValue: TryFrom<V>,
+        <reqwest::header::HeaderValue as TryFrom<V>>::Error: Into<http::Error>,
+    {
+        self.inner = self.inner.header(key, value);
+        self
+    }
+
+    /// Adds headers.
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        self.inner = self.inner.headers(headers);
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<reqwest::Body>) -> Self {
+        self.inner = self.inner.body(body);
+        self
+    }
+
+    /// Sets a JSON body (`Content-Type: application/json`).
+    pub fn json<T: serde::Serialize + ?Sized>(self, body: &T) -> Result<Self, serde_json::Error> {
+        let bytes = serde_json::to_vec(body)?;
+        Ok(self
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .body(bytes))
+    }
+
+    /// Sets a form body (`application/x-www-form-urlencoded`).
+    pub fn form<T: serde::Serialize + ?Sized>(mut self, form: &T) -> Self {
+        self.inner = self.inner.form(form);
+        self
+    }
+
+    /// Limits the whole request, from connecting to reading the end of the body.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.inner = self.inner.timeout(timeout);
+        self
+    }
+
+    /// Sends the request. The error, and the response's URL, show the URL without its query
+    /// string or user info (so without the connection's query parameters).
+    pub async fn send(self) -> Result<reqwest::Response, reqwest::Error> {
+        match self.inner.send().await {
+            Ok(response) => Ok(scrub_response(response)),
+            Err(e) => {
+                let e = scrub_error(e);
+                tracing::debug!(
+                    source = %self.api_name,
+                    method = %self.method,
+                    url = %self.shown,
+                    error = %e,
+                    "source request failed"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// The underlying reqwest builder, for options this type does not offer. Its errors and
+    /// responses carry the full URL, credentials included.
+    pub fn into_reqwest(self) -> reqwest::RequestBuilder {
+        self.inner
     }
 }
 

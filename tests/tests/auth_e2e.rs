@@ -322,13 +322,114 @@ async fn service_urls_come_from_the_generated_discovery_file() {
     .await;
 }
 
-/// A `Write` into a shared buffer, for a test subscriber.
+#[tokio::test]
+async fn absurd_expires_in_from_the_token_endpoint_never_panics() {
+    bounded(async {
+        // (value the token endpoint answers, token requests for two calls): a huge lifetime is
+        // capped (the token is reused); a negative, NaN or non-numeric one means "expires now"
+        // (the token serves its call, the next call fetches a new one).
+        let cases = [
+            (serde_json::json!(1e30), 1),
+            (serde_json::json!(u64::MAX), 1),
+            (serde_json::json!(-5), 2),
+            (serde_json::json!("NaN"), 2),
+            (serde_json::json!("soon"), 2),
+        ];
+        for (value, expected_token_requests) in cases {
+            let foundry = foundry(Duration::from_secs(3600)).await;
+            foundry.set_token_expires_in(Some(value.clone()));
+            let client = client(&foundry);
+            for _ in 0..2 {
+                let me: Value = client.get_json(WHOAMI).await.unwrap();
+                assert_eq!(me["id"], CLIENT_ID, "expires_in {value}");
+            }
+            let stats = foundry.stats();
+            assert_eq!(
+                stats.token_requests, expected_token_requests,
+                "expires_in {value}: {stats:?}"
+            );
+            assert_eq!(stats.unauthorized, 0, "expires_in {value}: {stats:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_token_is_never_sent_to_another_origin_unless_allowed() {
+    bounded(async {
+        let foundry = foundry(Duration::from_secs(3600)).await;
+        let client = client(&foundry);
+        let port = foundry.addr().port();
+        // The configured origin is https://localhost:PORT; an absolute URL on it is fine.
+        let me: Value = client
+            .get_json(format!("https://localhost:{port}/api{WHOAMI}"))
+            .await
+            .unwrap();
+        assert_eq!(me["id"], CLIENT_ID);
+        let before = foundry.stats();
+
+        // The same server under another host name is another origin: refused before anything
+        // is sent (no token request, no API request), naming the host but not the query.
+        let other = format!("https://127.0.0.1:{port}/api{WHOAMI}?planted=query-value-9d1e");
+        let err = client.get(other.as_str()).send().await.unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(
+            matches!(&err, FoundryError::ForeignOrigin { host, .. } if host == "127.0.0.1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("127.0.0.1") && text.contains(&format!("https://localhost:{port}")),
+            "{text}"
+        );
+        assert!(text.contains("allow_any_origin"), "{text}");
+        assert!(!text.contains("query-value-9d1e"), "{text}");
+        assert_eq!(foundry.stats(), before, "nothing may reach the server");
+
+        // Any other host or port is refused too, before any connection is tried.
+        for url in [
+            "https://evil.example.com/api/v2/x".to_owned(),
+            format!("https://localhost:{}/api/v2/x", port.wrapping_add(1)),
+            format!("http://localhost:{port}/api/v2/x"),
+        ] {
+            let err = client.get(url.as_str()).send().await.unwrap_err();
+            assert!(
+                matches!(err, FoundryError::ForeignOrigin { .. }),
+                "{url}: {err}"
+            );
+        }
+
+        // With the explicit opt-in the request goes out (and the server accepts the token).
+        let me: Value = client
+            .get(format!("https://127.0.0.1:{port}/api{WHOAMI}"))
+            .allow_any_origin()
+            .send_json()
+            .await
+            .unwrap();
+        assert_eq!(me["id"], CLIENT_ID);
+        assert_eq!(foundry.stats().api_requests, before.api_requests + 1);
+    })
+    .await;
+}
+
+/// A shared buffer that log lines are captured into.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
-impl Write for Captured {
+thread_local! {
+    /// Where this thread's log lines go (nowhere when `None`).
+    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes into the calling thread's [`CAPTURE`].
+struct ThreadWriter;
+
+impl Write for ThreadWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURE.with(|c| {
+            if let Some(c) = &*c.borrow() {
+                c.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -336,19 +437,32 @@ impl Write for Captured {
     }
 }
 
+/// Captures everything this thread logs, at every level. The subscriber is global and writes
+/// into a per-thread buffer: a thread-scoped subscriber (`set_default`) misses events whose
+/// callsite another test thread registered first (tracing caches "never" for it), which made
+/// this capture flaky while other tests ran.
+fn capture_logs() -> Captured {
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(|| ThreadWriter)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("nothing else sets a global subscriber in this test binary");
+    });
+    let captured = Captured::default();
+    CAPTURE.with(|c| *c.borrow_mut() = Some(captured.clone()));
+    captured
+}
+
 /// Runs every auth flow with a TRACE-level subscriber capturing all logs (ours, reqwest's,
 /// hyper's, rustls's and the local Foundry's: a current-thread runtime keeps every task on this
 /// thread), then greps the logs and every `Debug` output for the secrets and tokens involved.
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_or_token_appears_in_logs_or_debug_output() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = capture_logs();
 
     let mut planted: Vec<String> = vec![CLIENT_SECRET.to_owned()];
     let mut debug_output = String::new();

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cmod_local::foundry::pipeline_env::{PipelineResource, ResourceKind};
@@ -22,7 +23,10 @@ use cmod_local::foundry::{LocalFoundry, LocalFoundryOptions, TokenGrant};
 use cmod_runtime::auth::Credentials;
 use cmod_runtime::foundry::FoundryClient;
 use cmod_runtime::pipeline::{PipelineError, run_pipeline_with};
-use cmod_runtime::{DatasetInput, DatasetOutput, MediaSetInput, MediaSetOutput, Secret, pipeline};
+use cmod_runtime::{
+    DatasetInput, DatasetOutput, MediaSetInput, MediaSetOutput, Secret, StreamOutput, pipeline,
+};
+use serde_json::{Value, json};
 
 const IN: &str = "ri.foundry.main.dataset.in";
 const OUT: &str = "ri.foundry.main.dataset.out";
@@ -119,6 +123,83 @@ async fn run(
     .expect("the pipeline did not finish in time")
 }
 
+/// A shared buffer that log lines are captured into.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+thread_local! {
+    /// Where this thread's log lines go (nowhere when `None`).
+    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes into the calling thread's [`CAPTURE`].
+struct ThreadWriter;
+
+impl std::io::Write for ThreadWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(c) = &*c.borrow() {
+                c.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures what this thread logs at INFO and above, as the SLS lines the module prints in
+/// Foundry. `#[tokio::test]` runs on a current-thread runtime, so the pipeline and the local
+/// Foundry log on this thread. The subscriber is global (a thread-scoped one can miss events
+/// whose callsite another test thread registered first) and writes into a per-thread buffer.
+fn capture_sls() -> Captured {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let subscriber = tracing_subscriber::registry()
+            .with(cmod_runtime::logging::SlsLayer::new(|| ThreadWriter, None))
+            .with(tracing_subscriber::filter::LevelFilter::INFO);
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("nothing else sets a global subscriber in this test binary");
+    });
+    let captured = Captured::default();
+    CAPTURE.with(|c| *c.borrow_mut() = Some(captured.clone()));
+    captured
+}
+
+/// Every line of `text` as an SLS record; fails on a line that is not one.
+fn sls_records(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let record: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not an SLS JSON line ({e}): {line}"));
+            assert_eq!(record["type"], "service.1", "{line}");
+            assert!(record["params"].is_object(), "{line}");
+            record
+        })
+        .collect()
+}
+
+/// Whether `records` has an `ERROR` record with these `params`, whose `error` param contains
+/// `error_contains`.
+fn has_error_record(records: &[Value], params: &[(&str, &str)], error_contains: &str) -> bool {
+    records.iter().any(|r| {
+        r["level"] == "ERROR"
+            && params.iter().all(|(k, v)| r["params"][*k] == *v)
+            && r["params"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(error_contains))
+    })
+}
+
 // ---- in-process pipelines --------------------------------------------------------------------
 
 /// Copies every file, streaming both ways (download chunks → `FileWriter`).
@@ -172,6 +253,46 @@ async fn fails_after_writing(_raw: DatasetInput, copy: DatasetOutput) -> Result<
         .await
         .map_err(|e| e.to_string())?;
     Err("something went wrong after writing".to_owned())
+}
+
+/// Writes a file, then panics.
+#[pipeline(input = "raw", output = "copy")]
+async fn panics_after_writing(
+    _raw: DatasetInput,
+    copy: DatasetOutput,
+) -> Result<(), PipelineError> {
+    copy.write("written.csv", "a,b\n").await?;
+    panic!("planted panic after writing");
+}
+
+/// Publishes 2500 records (three `publishRecords` batches) to `events` and writes two files to
+/// `copy`.
+#[pipeline(input = "raw", output = "copy", output = "events")]
+async fn publish_and_upload(
+    _raw: DatasetInput,
+    copy: DatasetOutput,
+    events: StreamOutput<Value>,
+) -> Result<(), PipelineError> {
+    events.publish(&event_records()).await?;
+    copy.write("a.csv", "1\n").await?;
+    copy.write("dir/b.csv", "2\n").await?;
+    Ok(())
+}
+
+/// Writes one file to each of two dataset outputs.
+#[pipeline(input = "raw", output = "copy", output = "copy2")]
+async fn writes_two_outputs(
+    _raw: DatasetInput,
+    copy: DatasetOutput,
+    copy2: DatasetOutput,
+) -> Result<(), PipelineError> {
+    copy.write("one.csv", "1\n").await?;
+    copy2.write("two.csv", "2\n").await?;
+    Ok(())
+}
+
+fn event_records() -> Vec<Value> {
+    (0..2500).map(|i| json!({"i": i})).collect()
 }
 
 /// Copies `a.png` reversed into the output media set.
@@ -289,6 +410,150 @@ async fn a_user_error_aborts_the_output() {
         b"old"
     );
     assert!(env.data().read_file(OUT, "master", "written.csv").is_err());
+}
+
+#[tokio::test]
+async fn a_panicking_pipeline_aborts_its_output_and_logs_the_error() {
+    let logs = capture_sls();
+    let env = datasets_env(DataOptions::default()).await;
+    env.data()
+        .put_file(OUT, "master", "old.csv", b"old")
+        .unwrap();
+    let err = run(cmod_runtime::pipeline_def!(panics_after_writing), &env)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, cmod_runtime::Error::Pipeline(e) if matches!(**e, PipelineError::Panicked { .. })),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("`panics_after_writing` panicked")
+            && msg.contains("planted panic after writing"),
+        "{msg}"
+    );
+    // The output transaction was opened, written to, and aborted: nothing committed.
+    assert_eq!(env.statuses(OUT), [TransactionStatus::Aborted]);
+    assert_eq!(
+        env.data().read_file(OUT, "master", "old.csv").unwrap(),
+        b"old"
+    );
+    assert!(env.data().read_file(OUT, "master", "written.csv").is_err());
+    // Logged at ERROR with the pipeline, alias and RID of the aborted output.
+    let records = sls_records(&logs.text());
+    assert!(
+        has_error_record(
+            &records,
+            &[
+                ("pipeline", "panics_after_writing"),
+                ("alias", "copy"),
+                ("rid", OUT)
+            ],
+            "planted panic after writing"
+        ),
+        "{records:#?}"
+    );
+}
+
+#[tokio::test]
+async fn transient_503s_on_publish_and_upload_are_retried_and_land_once() {
+    let events = "ri.foundry.main.dataset.events";
+    let env = env_with(
+        DataOptions::default(),
+        &[
+            ("raw", IN, ResourceKind::Dataset),
+            ("copy", OUT, ResourceKind::Dataset),
+            ("events", events, ResourceKind::Stream),
+        ],
+    )
+    .await;
+    env.foundry.fail_next_requests_to("/publishRecords", 2, 503);
+    env.foundry
+        .fail_next_requests_to("/files/a.csv/upload", 2, 503);
+    run(cmod_runtime::pipeline_def!(publish_and_upload), &env)
+        .await
+        .unwrap();
+    // Every injected fault was hit (so each call was retried past two 503s)…
+    assert_eq!(env.foundry.stats().injected_faults, 4);
+    // …and every record and file is there exactly once.
+    assert_eq!(
+        env.data().records(events, "master").unwrap(),
+        event_records()
+    );
+    let files: Vec<String> = env
+        .data()
+        .list_files(OUT, "master", None, None, None)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert_eq!(files, ["a.csv", "dir/b.csv"]);
+    assert_eq!(
+        env.data().read_file(OUT, "master", "a.csv").unwrap(),
+        b"1\n"
+    );
+    assert_eq!(
+        env.data().read_file(OUT, "master", "dir/b.csv").unwrap(),
+        b"2\n"
+    );
+    assert_eq!(env.statuses(OUT), [TransactionStatus::Committed]);
+}
+
+#[tokio::test]
+async fn a_failed_second_commit_leaves_the_first_committed_and_says_so() {
+    // The behaviour the module docs describe under "Several outputs: commits are not atomic".
+    let logs = capture_sls();
+    let out2 = "ri.foundry.main.dataset.out2";
+    let env = env_with(
+        DataOptions::default(),
+        &[
+            ("raw", IN, ResourceKind::Dataset),
+            ("copy", OUT, ResourceKind::Dataset),
+            ("copy2", out2, ResourceKind::Dataset),
+        ],
+    )
+    .await;
+    // Every attempt (1 + 4 retries) to commit `copy2`'s transaction gets a 503; its abort then
+    // goes through.
+    env.foundry
+        .fail_next_requests_to("dataset.out2/transactions/ri.", 5, 503);
+    let err = run(cmod_runtime::pipeline_def!(writes_two_outputs), &env)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, cmod_runtime::Error::Pipeline(e)
+            if matches!(**e, PipelineError::PartiallyCommitted { .. })),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("`copy2`") && msg.contains("503") && msg.contains("stay committed"),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("`copy` ({OUT}")), "{msg}");
+    assert_eq!(env.foundry.stats().injected_faults, 5);
+    // The first output stays committed; the second was aborted.
+    assert_eq!(env.statuses(OUT), [TransactionStatus::Committed]);
+    assert_eq!(
+        env.data().read_file(OUT, "master", "one.csv").unwrap(),
+        b"1\n"
+    );
+    assert_eq!(env.statuses(out2), [TransactionStatus::Aborted]);
+    assert!(env.data().read_file(out2, "master", "two.csv").is_err());
+    let records = sls_records(&logs.text());
+    assert!(
+        has_error_record(
+            &records,
+            &[
+                ("pipeline", "writes_two_outputs"),
+                ("alias", "copy2"),
+                ("rid", out2)
+            ],
+            "503"
+        ),
+        "{records:#?}"
+    );
 }
 
 #[tokio::test]
@@ -549,7 +814,10 @@ async fn orders_env(data: DataOptions) -> Env {
 
 struct Finished {
     success: bool,
+    /// stdout, then stderr.
     output: String,
+    /// stdout alone (SLS lines in Foundry mode).
+    stdout: String,
 }
 
 async fn run_example(name: &str, env: &Env) -> Finished {
@@ -557,13 +825,11 @@ async fn run_example(name: &str, env: &Env) -> Finished {
         .await
         .expect("the example did not finish in time")
         .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     Finished {
         success: out.status.success(),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        output: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+        stdout,
     }
 }
 
@@ -619,6 +885,23 @@ async fn datasets_example_failure_aborts_and_exits_non_zero() {
     );
     assert_eq!(env.statuses(OUT), [TransactionStatus::Aborted]);
     assert!(env.data().read_file(OUT, "master", "totals.csv").is_err());
+    // Run with the variables Foundry sets (no CMOD_LOCAL), the module logs SLS JSON lines on
+    // stdout; the failure is logged at ERROR with the pipeline, alias and RID of the output.
+    let records = sls_records(&done.stdout);
+    assert!(
+        has_error_record(
+            &records,
+            &[("pipeline", "aggregate"), ("alias", "totals"), ("rid", OUT)],
+            "orders.csv:3"
+        ),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        has_error_record(&records, &[("pipeline", "aggregate")], "`many`"),
+        "{}",
+        done.stdout
+    );
 }
 
 #[tokio::test]

@@ -382,6 +382,175 @@ async fn rest_source_client_sends_the_connection_headers_and_trusts_server_certi
     .expect("test timed out");
 }
 
+/// A shared buffer that log lines are captured into.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+thread_local! {
+    /// Where this thread's log lines go (nowhere when `None`).
+    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes into the calling thread's [`CAPTURE`].
+struct ThreadWriter;
+
+impl std::io::Write for ThreadWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(c) = &*c.borrow() {
+                c.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures everything this thread logs, at every level. The subscriber is global (a
+/// thread-scoped one can miss events whose callsite another test thread registered first) and
+/// writes into a per-thread buffer.
+fn capture_logs() -> Captured {
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(|| ThreadWriter)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("nothing else sets a global subscriber in this test binary");
+    });
+    let captured = Captured::default();
+    CAPTURE.with(|c| *c.borrow_mut() = Some(captured.clone()));
+    captured
+}
+
+/// `err`'s `Display`, `Debug` and every cause.
+fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = format!("{err} {err:?}");
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(&format!(" | {s} {s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+/// The connection's query parameters and auth headers (credentials) never show in the errors,
+/// `Debug` output, response URLs or logs of the source client: neither for a refused connection
+/// nor for an error status. Logs are captured at TRACE on this thread (a current-thread runtime
+/// keeps every task, ours and the local Foundry's, on it).
+#[tokio::test(flavor = "current_thread")]
+async fn source_credentials_never_reach_errors_or_logs() {
+    let captured = capture_logs();
+    let planted = [
+        "planted-query-secret-71c2",
+        "planted-header-secret-0be9",
+        "planted-echo-query-5a3f",
+        "planted-echo-header-e27d",
+    ];
+    let mut outputs = String::new();
+
+    tokio::time::timeout(Duration::from_secs(60), async {
+        // 1. Connection refused: a loopback port nothing listens on.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            r#"{{"Closed": {{"httpConnectionConfig": {{
+                "url": "https://127.0.0.1:{port}/v1",
+                "authHeaders": {{"X-Api-Key": "{}"}},
+                "queryParameters": {{"apiKey": "{}"}}}}}}}}"#,
+            planted[1], planted[0]
+        );
+        let map = HashMap::from([(
+            "SOURCE_CONFIGURATIONS_PATH",
+            write(dir.path(), "config.json", &config),
+        )]);
+        let sources = Sources::from_lookup(&lookup(&map)).unwrap();
+        let client = sources
+            .source("Closed")
+            .unwrap()
+            .http_client_from_lookup(&lookup(&map))
+            .unwrap();
+        let request = client.get("/items?page=2");
+        outputs.push_str(&format!("{request:?} {client:?} "));
+        let err = request.send().await.unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+        let text = describe(&err);
+        // Still useful: where the request went.
+        assert!(
+            text.contains(&format!("127.0.0.1:{port}/v1/items")),
+            "{text}"
+        );
+        outputs.push_str(&text);
+
+        // 2. An error status from a source over TLS (the local Foundry's echo source, refusing
+        //    a wrong auth header).
+        let foundry = LocalFoundry::start(LocalFoundryOptions {
+            sources: vec![
+                LocalSource::echo("Echo")
+                    .auth_header("Authorization", format!("Bearer {}", planted[3]))
+                    .query_parameter("apiKey", planted[2]),
+            ],
+            ..LocalFoundryOptions::default()
+        })
+        .await
+        .unwrap();
+        let env: HashMap<String, String> = foundry.env().into_iter().collect();
+        let env_lookup = |k: &str| env.get(k).cloned();
+        let sources = Sources::from_lookup(&env_lookup).unwrap();
+        let client = sources
+            .source("Echo")
+            .unwrap()
+            .http_client_from_lookup(&env_lookup)
+            .unwrap();
+        let refused = client
+            .get("/items?page=3")
+            .header("Authorization", "Bearer wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.url().query(), None);
+        let err = refused.error_for_status().unwrap_err();
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(401));
+        let text = describe(&err);
+        assert!(text.contains("/local-sources/Echo/items"), "{text}");
+        outputs.push_str(&text);
+
+        // The query parameters are still sent: the source accepts the real call.
+        let echo: Value = client
+            .get("/items?page=3")
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json_value()
+            .await;
+        assert_eq!(
+            echo["queryParameters"],
+            serde_json::json!(["apiKey", "page"])
+        );
+    })
+    .await
+    .expect("test timed out");
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("source request failed"),
+        "the subscriber captured our logs: {logs}"
+    );
+    for secret in planted {
+        assert!(!outputs.contains(secret), "{secret} leaked: {outputs}");
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
+}
+
 /// `Response::json` needs reqwest's `json` feature; decode by hand.
 trait JsonValue {
     async fn json_value(self) -> Value;

@@ -33,8 +33,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -254,6 +254,57 @@ pub(crate) struct Counters {
     /// `fail_status`.
     pub(crate) fail_next: AtomicU32,
     pub(crate) fail_status: AtomicU32,
+    /// Fault injection aimed at requests whose path contains a fragment
+    /// ([`LocalFoundry::fail_next_requests_to`]).
+    pub(crate) path_faults: Mutex<Vec<PathFault>>,
+    /// Requests answered with an injected fault so far.
+    pub(crate) injected_faults: AtomicU64,
+    /// What the token endpoint answers as `expires_in` instead of the token lifetime
+    /// ([`LocalFoundry::set_token_expires_in`]).
+    pub(crate) expires_in_override: Mutex<Option<serde_json::Value>>,
+}
+
+/// Upcoming requests whose path contains `path_contains` fail with `status`, `remaining` more
+/// times.
+#[derive(Debug)]
+pub(crate) struct PathFault {
+    path_contains: String,
+    remaining: u32,
+    status: StatusCode,
+}
+
+impl Counters {
+    /// The status to answer `path` with, if a fault is armed for it (and counts it).
+    fn take_fault(&self, path: &str) -> Option<StatusCode> {
+        let untargeted = self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let status = if untargeted {
+            Some(
+                u16::try_from(self.fail_status.load(Ordering::SeqCst))
+                    .ok()
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            )
+        } else {
+            let mut faults = self
+                .path_faults
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            faults
+                .iter_mut()
+                .find(|f| f.remaining > 0 && path.contains(&f.path_contains))
+                .map(|f| {
+                    f.remaining -= 1;
+                    f.status
+                })
+        };
+        if status.is_some() {
+            self.injected_faults.fetch_add(1, Ordering::SeqCst);
+        }
+        status
+    }
 }
 
 /// A snapshot of the local Foundry's counters ([`LocalFoundry::stats`]).
@@ -270,6 +321,9 @@ pub struct FoundryStats {
     pub forbidden: u64,
     /// Requests to API endpoints other than the token endpoint.
     pub api_requests: u64,
+    /// Requests answered with an injected fault ([`LocalFoundry::fail_next_requests`],
+    /// [`LocalFoundry::fail_next_requests_to`]).
+    pub injected_faults: u64,
 }
 
 /// The state shared by every local Foundry handler.
@@ -555,6 +609,36 @@ impl LocalFoundry {
         self.state.counters.fail_next.store(count, Ordering::SeqCst);
     }
 
+    /// Makes the next `count` API requests whose path contains `path_contains` (for example
+    /// `"/publishRecords"` or `"/upload"`) fail with `status` before reaching their handler, so
+    /// nothing they carry is applied. Several calls arm several independent faults; each request
+    /// consumes at most one. To test client retries of one kind of call.
+    pub fn fail_next_requests_to(&self, path_contains: &str, count: u32, status: u16) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        self.state
+            .counters
+            .path_faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(PathFault {
+                path_contains: path_contains.to_owned(),
+                remaining: count,
+                status,
+            });
+    }
+
+    /// Makes the token endpoint answer `expires_in: value` (any JSON, e.g. `1e30`, `-5`,
+    /// `"NaN"`) instead of the token lifetime, to test clients against a misbehaving endpoint;
+    /// `None` restores the real lifetime. The tokens themselves keep their configured lifetime.
+    pub fn set_token_expires_in(&self, value: Option<serde_json::Value>) {
+        *self
+            .state
+            .counters
+            .expires_in_override
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = value;
+    }
+
     /// The request counters so far.
     pub fn stats(&self) -> FoundryStats {
         let c = &self.state.counters;
@@ -564,6 +648,7 @@ impl LocalFoundry {
             unauthorized: c.unauthorized.load(Ordering::SeqCst),
             forbidden: c.forbidden.load(Ordering::SeqCst),
             api_requests: c.api_requests.load(Ordering::SeqCst),
+            injected_faults: c.injected_faults.load(Ordering::SeqCst),
         }
     }
 
@@ -603,15 +688,7 @@ async fn api_middleware(
 ) -> Response {
     let c = &state.counters;
     c.api_requests.fetch_add(1, Ordering::Relaxed);
-    let injected = c
-        .fail_next
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
-    if injected {
-        let status = u16::try_from(c.fail_status.load(Ordering::SeqCst))
-            .ok()
-            .and_then(|s| StatusCode::from_u16(s).ok())
-            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    if let Some(status) = c.take_fault(request.uri().path()) {
         return ApiError::new(status, "INTERNAL", "InjectedFault").into_response();
     }
     next.run(request).await

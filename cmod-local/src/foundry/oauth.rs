@@ -327,10 +327,16 @@ async fn token(
         ttl: None,
     });
     counters.tokens_issued.fetch_add(1, Ordering::SeqCst);
+    let expires_in = counters
+        .expires_in_override
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+        .unwrap_or_else(|| json!(state.tokens.ttl.as_secs().max(1)));
     Ok(axum::Json(json!({
         "access_token": access_token,
         "token_type": "bearer",
-        "expires_in": state.tokens.ttl.as_secs().max(1),
+        "expires_in": expires_in,
         "scope": scope_text,
     })))
 }

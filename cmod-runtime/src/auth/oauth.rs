@@ -13,6 +13,8 @@ use crate::secret::Secret;
 
 /// Token lifetime assumed when the token endpoint omits `expires_in`.
 const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(1800);
+/// The longest token lifetime believed, whatever `expires_in` says.
+const MAX_EXPIRES_IN: Duration = Duration::from_secs(24 * 3600);
 /// Timeout of one token request.
 const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -212,16 +214,18 @@ impl AppTokenProvider {
                 "the response has an empty access_token".to_owned(),
             ));
         }
-        let expires_in = parsed
-            .expires_in
-            .as_ref()
-            .and_then(|v| {
-                v.as_f64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            })
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-            .unwrap_or(DEFAULT_EXPIRES_IN);
+        let expires_in = match token_lifetime(parsed.expires_in.as_ref()) {
+            Ok(d) => d,
+            Err(problem) => {
+                tracing::warn!(
+                    client_id = %inner.client_id,
+                    token_url = %inner.token_url,
+                    "the token endpoint's `expires_in` {problem}; treating the token as expiring \
+                     now: it serves this request and a new one is fetched for the next"
+                );
+                Duration::ZERO
+            }
+        };
         tracing::debug!(
             client_id = %inner.client_id,
             scope,
@@ -230,9 +234,47 @@ impl AppTokenProvider {
         );
         Ok(CachedToken {
             token: Secret::new(parsed.access_token.trim()),
-            refresh_at: started + expires_in.mul_f64(0.75),
+            refresh_at: refresh_at(started, expires_in),
         })
     }
+}
+
+/// The lifetime of a token from the token response's `expires_in` (seconds, as a JSON number
+/// or a numeric string; external input, so never trusted to be sane):
+/// - absent or `null`: [`DEFAULT_EXPIRES_IN`];
+/// - longer than [`MAX_EXPIRES_IN`] (one day): capped to it;
+/// - zero, negative, NaN, infinite or not a number: an error saying what is wrong (the caller
+///   treats the token as expiring now).
+fn token_lifetime(expires_in: Option<&serde_json::Value>) -> Result<Duration, String> {
+    let Some(value) = expires_in else {
+        return Ok(DEFAULT_EXPIRES_IN);
+    };
+    let secs = match value {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let shown: String = value.to_string().chars().take(40).collect();
+    let secs = secs.ok_or_else(|| format!("{shown} is not a number of seconds"))?;
+    if !secs.is_finite() {
+        return Err(format!("{shown} is not a finite number of seconds"));
+    }
+    if secs <= 0.0 {
+        return Err(format!("{shown} is not a positive number of seconds"));
+    }
+    if secs >= MAX_EXPIRES_IN.as_secs_f64() {
+        return Ok(MAX_EXPIRES_IN);
+    }
+    Duration::try_from_secs_f64(secs)
+        .map_err(|e| format!("{shown} is not a usable number of seconds ({e})"))
+}
+
+/// When a token fetched at `started` that lives `lifetime` is refreshed: after 75% of its
+/// lifetime (at `started` itself if that instant cannot be represented).
+fn refresh_at(started: Instant, lifetime: Duration) -> Instant {
+    started
+        .checked_add(lifetime.saturating_sub(lifetime / 4))
+        .unwrap_or(started)
 }
 
 /// The cached token of `slot` if it is not due for refresh.
@@ -289,6 +331,48 @@ mod tests {
             Some("invalid_client".to_owned())
         );
         assert_eq!(error_name(b"<html>"), None);
+    }
+
+    #[test]
+    fn absurd_expires_in_values_are_capped_or_expire_now_without_panicking() {
+        use serde_json::json;
+        let day = Duration::from_secs(24 * 3600);
+        // Huge: capped to a day (from_secs_f64 would panic on it, `Instant + d` overflow).
+        assert_eq!(token_lifetime(Some(&json!(1e30))), Ok(day));
+        assert_eq!(token_lifetime(Some(&json!(u64::MAX))), Ok(day));
+        assert_eq!(token_lifetime(Some(&json!("1e300"))), Ok(day));
+        // Negative, zero, NaN, infinite, not a number: an error naming the value.
+        for (value, words) in [
+            (json!(-5), "-5 is not a positive"),
+            (json!(0), "0 is not a positive"),
+            (json!("NaN"), "\"NaN\" is not a finite"),
+            (json!("inf"), "\"inf\" is not a finite"),
+            (json!("soon"), "\"soon\" is not a number"),
+            (json!(true), "true is not a number"),
+            (json!({"s": 1}), "is not a number"),
+        ] {
+            let err = token_lifetime(Some(&value)).unwrap_err();
+            assert!(err.contains(words), "{value}: {err}");
+        }
+        // Sane values, as numbers or strings; absent: the default.
+        assert_eq!(
+            token_lifetime(Some(&json!(3600))),
+            Ok(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            token_lifetime(Some(&json!(" 90.5 "))),
+            Ok(Duration::from_millis(90_500))
+        );
+        assert_eq!(token_lifetime(None), Ok(DEFAULT_EXPIRES_IN));
+
+        // The refresh instant: 75% of the lifetime, never a panic.
+        let now = Instant::now();
+        assert_eq!(
+            refresh_at(now, Duration::from_secs(400)),
+            now + Duration::from_secs(300)
+        );
+        assert_eq!(refresh_at(now, Duration::ZERO), now);
+        assert_eq!(refresh_at(now, Duration::MAX), now);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::api::{Api, encode_path, encode_segment, foundry};
 use super::error::{PipelineError, ResourceKind, ResourceRef};
 use super::reader::FileReader;
-use super::{Finalize, InputHandle, OutputHandle, PipelineContext};
+use super::{Closed, Finalize, InputHandle, OutputHandle, PipelineContext};
 use crate::foundry::{FoundryError, Method, Service};
 
 /// Files requested per page when listing (Foundry may return fewer).
@@ -394,10 +394,13 @@ impl OutputState {
         )
     }
 
-    async fn close(&self, commit: bool) -> Result<(), PipelineError> {
+    /// Commits (`commit`) or aborts the transaction, once; later calls do nothing and report
+    /// [`Closed::AlreadyDone`]. A build system's transaction is never committed here (it is
+    /// left open and can still be aborted).
+    async fn close(&self, commit: bool) -> Result<Closed, PipelineError> {
         let mut closed = self.closed.lock().await;
         if *closed {
-            return Ok(());
+            return Ok(Closed::AlreadyDone);
         }
         if commit {
             let writers = self.open_writers.load(Ordering::SeqCst);
@@ -426,18 +429,23 @@ impl OutputState {
                     transaction = %self.transaction_rid,
                     "leaving the build system's transaction open for it to commit"
                 );
-                *closed = true;
-                return Ok(());
+                // Not marked closed: if a later output of the run fails, this transaction is
+                // still aborted.
+                return Ok(Closed::LeftToBuildSystem);
             }
         }
         self.send_close(commit).await?;
         *closed = true;
-        Ok(())
+        Ok(Closed::Done)
     }
 
     /// `POST …/transactions/{rid}/commit` or `…/abort`.
     async fn send_close(&self, commit: bool) -> Result<(), PipelineError> {
-        let action = if commit { "commit" } else { "abort" };
+        let (action, doing) = if commit {
+            ("commit", "committing")
+        } else {
+            ("abort", "aborting")
+        };
         let req = self
             .api
             .request(Method::POST, Service::ApiGateway, self.txn_path(action));
@@ -445,7 +453,7 @@ impl OutputState {
             .api
             .send(
                 &self.resource,
-                || format!("{action}ing transaction {}", self.transaction_rid),
+                || format!("{doing} transaction {}", self.transaction_rid),
                 req,
             )
             .await;
@@ -463,11 +471,11 @@ impl Finalize for OutputState {
         &self.resource
     }
 
-    fn commit(&self) -> BoxFuture<'_, Result<(), PipelineError>> {
+    fn commit(&self) -> BoxFuture<'_, Result<Closed, PipelineError>> {
         Box::pin(self.close(true))
     }
 
-    fn abort(&self) -> BoxFuture<'_, Result<(), PipelineError>> {
+    fn abort(&self) -> BoxFuture<'_, Result<Closed, PipelineError>> {
         Box::pin(self.close(false))
     }
 }

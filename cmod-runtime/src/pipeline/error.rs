@@ -145,6 +145,14 @@ pub enum PipelineError {
         /// The error it returned (its `Display`).
         message: String,
     },
+    /// The pipeline function panicked. Its outputs were aborted.
+    #[error("pipeline `{pipeline}` panicked: {message}; its outputs were aborted")]
+    Panicked {
+        /// The pipeline function.
+        pipeline: String,
+        /// The panic message (`(non-string panic payload)` when it was not a string).
+        message: String,
+    },
     /// The pipeline was cancelled by SIGTERM/SIGINT before it finished.
     #[error("pipeline `{pipeline}` was cancelled by a shutdown signal; its outputs were aborted")]
     Cancelled {
@@ -162,6 +170,23 @@ pub enum PipelineError {
         /// The second one found.
         second: String,
     },
+    /// Committing an output failed after earlier outputs had been committed. Those stay
+    /// committed (Foundry has no transaction spanning several resources); the failed output and
+    /// the later ones were aborted.
+    #[error(
+        "{source}; outputs pipeline `{pipeline}` committed before this failure stay committed: \
+         {} (the failed output and any later ones were aborted)",
+        committed.join(", ")
+    )]
+    PartiallyCommitted {
+        /// The pipeline function.
+        pipeline: String,
+        /// The outputs committed before the failure (`dataset `alias` (rid, branch `b`)`).
+        committed: Vec<String>,
+        /// Why the next output could not be committed.
+        #[source]
+        source: Box<PipelineError>,
+    },
     /// Several outputs could not be committed or aborted.
     #[error("{}", join_errors(.0))]
     Several(Vec<PipelineError>),
@@ -176,6 +201,7 @@ impl PipelineError {
             | PipelineError::Protocol { resource, .. }
             | PipelineError::Encode { resource, .. }
             | PipelineError::Incomplete { resource, .. } => Some(resource),
+            PipelineError::PartiallyCommitted { source, .. } => source.resource(),
             _ => None,
         }
     }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::api::{Api, encode_segment};
 use super::error::{PipelineError, ResourceKind, ResourceRef};
 use super::reader::FileReader;
-use super::{Finalize, InputHandle, OutputHandle, PipelineContext};
+use super::{Closed, Finalize, InputHandle, OutputHandle, PipelineContext};
 use crate::foundry::{Method, Service};
 
 #[derive(Deserialize)]
@@ -165,15 +165,20 @@ impl fmt::Debug for MediaSetOutput {
 }
 
 impl MediaState {
-    async fn close(&self, commit: bool) -> Result<(), PipelineError> {
+    /// Commits (`commit`) or aborts the media-set transaction, once.
+    async fn close(&self, commit: bool) -> Result<Closed, PipelineError> {
         let mut closed = self.closed.lock().await;
         let Some(id) = &self.transaction_id else {
-            return Ok(());
+            return Ok(Closed::NoTransaction);
         };
         if *closed {
-            return Ok(());
+            return Ok(Closed::AlreadyDone);
         }
-        let action = if commit { "commit" } else { "abort" };
+        let (action, doing) = if commit {
+            ("commit", "committing")
+        } else {
+            ("abort", "aborting")
+        };
         let req = self
             .api
             .request(
@@ -188,12 +193,12 @@ impl MediaState {
         self.api
             .send(
                 &self.resource,
-                || format!("{action}ing media-set transaction {id}"),
+                || format!("{doing} media-set transaction {id}"),
                 req,
             )
             .await?;
         *closed = true;
-        Ok(())
+        Ok(Closed::Done)
     }
 }
 
@@ -202,11 +207,11 @@ impl Finalize for MediaState {
         &self.resource
     }
 
-    fn commit(&self) -> BoxFuture<'_, Result<(), PipelineError>> {
+    fn commit(&self) -> BoxFuture<'_, Result<Closed, PipelineError>> {
         Box::pin(self.close(true))
     }
 
-    fn abort(&self) -> BoxFuture<'_, Result<(), PipelineError>> {
+    fn abort(&self) -> BoxFuture<'_, Result<Closed, PipelineError>> {
         Box::pin(self.close(false))
     }
 }

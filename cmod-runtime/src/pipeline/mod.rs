@@ -45,9 +45,13 @@
 //!    token does not cover fails here, naming the alias and RID); dataset outputs get their
 //!    transaction; media-set outputs theirs when the media set is transactional.
 //! 4. The function runs.
-//! 5. On success every output is committed, once. On an error, or when SIGTERM/SIGINT arrives
-//!    first (the function's future is dropped), every output is aborted, the error is logged
-//!    with the alias and RID, and [`run`](crate::run) returns it (the process exits non-zero).
+//! 5. On success every output is committed, once, one after the other (see
+//!    [several outputs](#several-outputs-commits-are-not-atomic)). On an error, a panic of the
+//!    function ([`PipelineError::Panicked`]; caught, never left to unwind through the runtime), or
+//!    when SIGTERM/SIGINT arrives first (the function's future is dropped,
+//!    [`PipelineError::Cancelled`]), every output is aborted, each abort is logged at `ERROR` with
+//!    the pipeline, alias and RID, and [`run`](crate::run) returns the error (the process exits
+//!    non-zero).
 //!
 //! # Dataset output transactions
 //!
@@ -64,6 +68,34 @@
 //!
 //! Stream records are visible as soon as they are published: streams have no transactions, so
 //! a failed run cannot take back what it published (and a re-run may publish duplicates).
+//!
+//! # Several outputs: commits are not atomic
+//!
+//! Foundry has no transaction spanning several datasets or media sets, so the outputs of one run
+//! are committed one after the other, in the order of the `output = "…"` keys, and committing
+//! stops at the first failure. When output 1 commits and output 2's commit then fails:
+//!
+//! * **output 1 stays committed.** Its new contents are visible to readers and downstream
+//!   builds although the run fails; the module does not roll it back (a later run's
+//!   transaction supersedes it).
+//! * output 2 is aborted, on a best-effort basis. Its commit request was retried on transient
+//!   failures (HTTP 429/502/503/504, connect errors) before giving up. If the commit timed out
+//!   or the connection broke *after* Foundry applied it, output 2 may in fact be committed
+//!   although the run reports the failure; the abort then finds the transaction closed (or
+//!   fails, which is logged) and changes nothing.
+//! * every later output is aborted, never committed; so is a build system's transaction that an
+//!   earlier output wrote into (it is never committed by the module, but once the run fails it is
+//!   not left for the build system to commit either).
+//! * the run fails with [`PipelineError::PartiallyCommitted`], which lists the outputs already
+//!   committed and carries the commit error (a plain commit error when nothing was committed
+//!   yet); every abort is logged at `ERROR` with its alias and RID; the process exits non-zero,
+//!   so the build is marked failed.
+//!
+//! Writes with no transaction at all — stream records, and uploads to a media set without
+//! transactions — are visible as soon as they are made, whatever happens to the other outputs.
+//! Re-running the pipeline after a partial commit recomputes every output: snapshot outputs
+//! are replaced as a whole, so the re-run converges, but downstream consumers may have read the
+//! mixed state in between.
 
 mod aliases;
 mod api;
@@ -78,9 +110,11 @@ pub mod local;
 
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
 pub use aliases::{DEFAULT_BRANCH, RESOURCE_ALIAS_MAP_VAR, Resource, ResourceAliasMap};
@@ -194,14 +228,28 @@ pub fn has_pipeline_environment(lookup: &dyn Fn(&str) -> Option<String>) -> bool
         .any(|v| crate::config::var(lookup, v).is_some())
 }
 
+/// What committing or aborting one output did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// The output's transaction was committed (or aborted) as asked.
+    Done,
+    /// The transaction belongs to the build system, which commits it; left open.
+    LeftToBuildSystem,
+    /// The output has no transaction (a media set without transactions): its writes were
+    /// visible at once.
+    NoTransaction,
+    /// The transaction was already committed or aborted earlier.
+    AlreadyDone,
+}
+
 /// An output whose transaction is finished when the pipeline ends.
 pub(crate) trait Finalize: Send + Sync {
     /// The output.
     fn resource(&self) -> &ResourceRef;
     /// Makes the output's writes visible (or leaves them to the build system).
-    fn commit(&self) -> BoxFuture<'_, Result<(), PipelineError>>;
-    /// Discards the output's writes.
-    fn abort(&self) -> BoxFuture<'_, Result<(), PipelineError>>;
+    fn commit(&self) -> BoxFuture<'_, Result<Closed, PipelineError>>;
+    /// Discards the output's writes (when it has a transaction).
+    fn abort(&self) -> BoxFuture<'_, Result<Closed, PipelineError>>;
 }
 
 /// What the generated code opens handles with. Not public API.
@@ -277,47 +325,99 @@ impl PipelineContext {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Commits every output, in order; if one fails, the rest are aborted.
+    /// Commits every output in registration order (the order of the `output = "…"` keys) and
+    /// stops at the first failure: the output whose commit failed, every later one and the
+    /// build-system transactions written into are then aborted. Outputs committed before the
+    /// failure stay committed (see the module docs, "Several outputs").
     async fn commit_all(&self) -> Result<(), PipelineError> {
+        let pipeline = self.inner.pipeline;
         let outputs: Vec<_> = self.outputs().clone();
-        let mut errors = Vec::new();
-        for output in &outputs {
-            if errors.is_empty() {
-                match output.commit().await {
-                    Ok(()) => {
-                        let r = output.resource();
-                        tracing::info!(alias = %r.alias, rid = %r.rid, "output committed");
-                    }
-                    Err(e) => errors.push(e),
+        let mut committed = Vec::new();
+        let mut left_open = Vec::new();
+        let mut remaining = outputs.iter();
+        let failure = loop {
+            let Some(output) = remaining.next() else {
+                return Ok(());
+            };
+            let r = output.resource();
+            match output.commit().await {
+                Ok(Closed::Done) => {
+                    tracing::info!(pipeline, alias = %r.alias, rid = %r.rid, "output committed");
+                    committed.push(r.to_string());
                 }
-            } else if let Err(e) = output.abort().await {
-                log_error(&e);
+                Ok(Closed::LeftToBuildSystem) => left_open.push(output),
+                Ok(Closed::AlreadyDone) => {}
+                Ok(Closed::NoTransaction) => tracing::info!(
+                    pipeline,
+                    alias = %r.alias,
+                    rid = %r.rid,
+                    "output has no transaction: its writes are already visible"
+                ),
+                Err(e) => {
+                    // The commit may not have happened: abort, so the transaction does not stay
+                    // open. (If Foundry applied the commit but its answer was lost, the abort
+                    // finds the transaction closed and changes nothing.)
+                    self.abort_one(output.as_ref(), &e).await;
+                    break e;
+                }
             }
+        };
+        // Nothing this run wrote may be committed by anyone now: the build system's
+        // transactions are aborted too.
+        for output in left_open.into_iter().chain(remaining) {
+            self.abort_one(output.as_ref(), &failure).await;
         }
-        match errors.len() {
-            0 => Ok(()),
-            1 => Err(errors.remove(0)),
-            _ => Err(PipelineError::Several(errors)),
+        if committed.is_empty() {
+            Err(failure)
+        } else {
+            Err(PipelineError::PartiallyCommitted {
+                pipeline: pipeline.to_owned(),
+                committed,
+                source: Box::new(failure),
+            })
         }
     }
 
-    /// Aborts every output; failures are logged (the run already failed).
-    async fn abort_all(&self) {
+    /// Aborts every output because of `cause`; each abort is logged at `ERROR` with the output's
+    /// alias and RID (the run failed), and so is each abort that fails.
+    async fn abort_all(&self, cause: &PipelineError) {
         let outputs: Vec<_> = self.outputs().clone();
         for output in &outputs {
-            let r = output.resource();
-            match output.abort().await {
-                Ok(()) => tracing::info!(alias = %r.alias, rid = %r.rid, "output aborted"),
-                Err(e) => log_error(&e),
-            }
+            self.abort_one(output.as_ref(), cause).await;
+        }
+    }
+
+    async fn abort_one(&self, output: &dyn Finalize, cause: &PipelineError) {
+        let pipeline = self.inner.pipeline;
+        let r = output.resource();
+        match output.abort().await {
+            Ok(Closed::NoTransaction) => tracing::error!(
+                pipeline,
+                alias = %r.alias,
+                rid = %r.rid,
+                error = %cause,
+                "the pipeline failed; this output has no transaction, so its writes stay visible"
+            ),
+            Ok(_) => tracing::error!(
+                pipeline,
+                alias = %r.alias,
+                rid = %r.rid,
+                error = %cause,
+                "output aborted: the pipeline failed"
+            ),
+            Err(e) => log_error(pipeline, &e),
         }
     }
 }
 
-fn log_error(e: &PipelineError) {
+/// Logs a pipeline error at `ERROR`, with the pipeline and, when the error is about one
+/// resource, its alias and RID.
+fn log_error(pipeline: &str, e: &PipelineError) {
     match e.resource() {
-        Some(r) => tracing::error!(alias = %r.alias, rid = %r.rid, error = %e, "pipeline error"),
-        None => tracing::error!(error = %e, "pipeline error"),
+        Some(r) => {
+            tracing::error!(pipeline, alias = %r.alias, rid = %r.rid, error = %e, "pipeline error");
+        }
+        None => tracing::error!(pipeline, error = %e, "pipeline error"),
     }
 }
 
@@ -495,7 +595,7 @@ pub async fn run_pipeline_with(
     let (aliases, client) = load_environment(lookup)?;
     let result = run_with(def, aliases, client, shutdown).await;
     if let Err(e) = &result {
-        log_error(e);
+        log_error(def.name, e);
     }
     result.map_err(crate::Error::from)
 }
@@ -520,32 +620,36 @@ async fn run_with(
         }
     }
     let ctx = PipelineContext::new(def.name, client, aliases);
-    let run = (def.run)(ctx.clone());
+    // A panic in the function (or while opening its handles) must not leave outputs open:
+    // it is caught here and handled like an error.
+    let run = AssertUnwindSafe(async { (def.run)(ctx.clone()).await }).catch_unwind();
     tokio::pin!(shutdown);
     let outcome = tokio::select! {
         biased;
         () = &mut shutdown => None,
         r = run => Some(r),
     };
-    match outcome {
-        Some(Ok(())) => {
+    let failure = match outcome {
+        Some(Ok(Ok(()))) => {
             ctx.commit_all().await?;
             tracing::info!(pipeline = def.name, "pipeline finished");
-            Ok(())
+            return Ok(());
         }
-        Some(Err(e)) => {
-            ctx.abort_all().await;
-            Err(e)
-        }
+        Some(Ok(Err(e))) => e,
+        Some(Err(payload)) => PipelineError::Panicked {
+            pipeline: def.name.to_owned(),
+            message: crate::function_call::panic_message(payload.as_ref()),
+        },
         None => {
             tracing::warn!(
                 pipeline = def.name,
                 "shutdown signal received: cancelling the pipeline"
             );
-            ctx.abort_all().await;
-            Err(PipelineError::Cancelled {
+            PipelineError::Cancelled {
                 pipeline: def.name.to_owned(),
-            })
+            }
         }
-    }
+    };
+    ctx.abort_all(&failure).await;
+    Err(failure)
 }
