@@ -10,10 +10,13 @@
 //! }
 //! const _: () = {
 //!     #[derive(Deserialize, JsonSchema)] #[serde(deny_unknown_fields)]
-//!     struct __cmod_Input { #[serde(rename = "x")] x: i64, ... }   // one field per input
+//!     struct __cmod_Input<T0, ..> { #[serde(rename = "x")] x: T0, ... }  // one field per input,
+//!                                                  // used as `__cmod_Input<i64, ..>`
+//!     fn __cmod_check_types() { assert_input::<i64>(); assert_map_key::<K>(); ... }  // spanned
 //!     static __CMOD_SPEC: FunctionSpec = ...;                        // names, types, docs
 //!     fn __cmod_schema() -> Result<FunctionSchema, SchemaError> { function_schema::<__cmod_Input>(..) }
 //!     fn __cmod_call(ctx: Context, query: JobInput) -> JobFuture { decode, call, encode }
+//!     // (an `async fn`'s future is checked to be `Send` at the fn's name)
 //!     impl add::__cmod_MakeDef { const __CMOD_DEF: FunctionDef = ...; }   // outer scope: user types resolve
 //!     inventory::submit! { add::__cmod_MakeDef::__CMOD_DEF }
 //! };
@@ -28,6 +31,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Item, LitStr, Meta};
 
 mod args;
+mod checks;
 mod codegen;
 mod signature;
 

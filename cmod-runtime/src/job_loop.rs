@@ -252,6 +252,9 @@ impl FunctionsRuntime {
 
         // Graceful shutdown: no more polls; tell running functions; wait for them.
         let _ = stop_tx.send(true);
+        // Jobs whose result was just posted are finishing their task: let them, so the count
+        // below is of jobs really still running.
+        tokio::task::yield_now().await;
         while jobs.try_join_next().is_some() {}
         let in_flight = jobs.len();
         if in_flight > 0 {

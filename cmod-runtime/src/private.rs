@@ -19,6 +19,13 @@ pub use crate::function_call::{
     ViaNothing, ViaStdError, ViaStream, box_future, decode_input, encode_item, encode_value,
     into_result, iter_output, run_blocking, stream_output,
 };
+// `#[compute_function]`: compile-time checks, each spanned at the user's tokens.
+pub use crate::function_call::{
+    FoundryMapKey, InputDeserialize, InputSchema, InputTag, KeyType, MapKeyTag, SendTag,
+    ViaInputDeserialize, ViaInputSchema, ViaMap, ViaNoInputDeserialize, ViaNoInputSchema,
+    ViaNotMap, ViaNotSend, ViaSend, assert_input, assert_map_key, assert_map_key_of,
+    async_compute_function_must_return_a_send_future,
+};
 // `#[compute_function]`: schemas (see `schema/build.rs`).
 pub use crate::schema::build::{FunctionSpec, InputSpec, function_schema, schema_of};
 pub use crate::schema::{FunctionSchema, SchemaError};

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 
 use cmod_runtime::invoke::Output;
+use cmod_runtime::schema::DataType;
 use cmod_runtime::types::{Binary, Date, Decimal, Timestamp};
 use cmod_runtime::{Context, ErrorKind, FunctionDef, JobError, compute_function};
 use schemars::JsonSchema;
@@ -69,6 +70,42 @@ echo_fns! {
     rt_chrono_date: chrono::NaiveDate,
     rt_chrono_timestamp: chrono::DateTime<chrono::Utc>,
     rt_rust_decimal: rust_decimal::Decimal,
+    rt_unsigned_byte: u8,
+    rt_unsigned_short: u16,
+    rt_unsigned_int: u32,
+    rt_char: char,
+    rt_enum: Priority,
+    rt_decimal_map: BTreeMap<Decimal, i32>,
+    rt_rust_decimal_map: BTreeMap<rust_decimal::Decimal, i32>,
+    rt_bool_map: BTreeMap<bool, i32>,
+    rt_timestamp_map: BTreeMap<Timestamp, i32>,
+    rt_binary_map: BTreeMap<Binary, i32>,
+    rt_char_map: BTreeMap<char, i32>,
+    rt_unsigned_map: BTreeMap<u32, i32>,
+}
+
+/// A unit-only enum: a string on the wire (its serialized variant names).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+enum Priority {
+    Low,
+    High,
+}
+
+/// The Foundry type the function declares for its input `v`.
+fn input_type(def: &FunctionDef) -> DataType {
+    let schema = (def.schema)().unwrap_or_else(|e| panic!("`{}`: {e}", def.name));
+    assert_eq!(schema.inputs[0].name, "v");
+    schema.inputs[0].data_type.clone()
+}
+
+fn map_of(keys: DataType) -> DataType {
+    DataType::Map {
+        keys: Box::new(keys),
+        values: Box::new(DataType::Integer),
+    }
 }
 
 fn ts(s: &str) -> Timestamp {
@@ -129,6 +166,159 @@ async fn numbers_booleans_strings() {
         json!("t"),
     )
     .await;
+}
+
+#[tokio::test]
+async fn unsigned_integers_widen_to_the_next_signed_type() {
+    // `u8` → short, `u16` → integer, `u32` → long: every value fits the Foundry type.
+    let b = &rt_unsigned_byte::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(b), DataType::Short);
+    roundtrip(b, json!(255), 255u8, json!(255)).await;
+    roundtrip(b, json!(0), 0u8, json!(0)).await;
+    let s = &rt_unsigned_short::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(s), DataType::Integer);
+    roundtrip(s, json!(65_535), 65_535u16, json!(65_535)).await;
+    let i = &rt_unsigned_int::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(i), DataType::Long);
+    roundtrip(
+        i,
+        json!(4_294_967_295u32),
+        u32::MAX,
+        json!(4_294_967_295u32),
+    )
+    .await;
+    // The wider Foundry type can carry values the Rust type cannot: an error, not a wrap.
+    assert_eq!(
+        invalid(b, json!({"v": 256})).await,
+        "input `v`: invalid value: integer `256`, expected u8"
+    );
+    assert_eq!(
+        invalid(s, json!({"v": -1})).await,
+        "input `v`: invalid value: integer `-1`, expected u16"
+    );
+    assert_eq!(
+        invalid(i, json!({"v": 4_294_967_296i64})).await,
+        "input `v`: invalid value: integer `4294967296`, expected u32"
+    );
+}
+
+#[tokio::test]
+async fn chars_and_unit_enums_are_strings() {
+    let c = &rt_char::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(c), DataType::String);
+    roundtrip(c, json!("x"), 'x', json!("x")).await;
+    roundtrip(c, json!("é"), 'é', json!("é")).await;
+    assert_eq!(
+        invalid(c, json!({"v": "xy"})).await,
+        "input `v`: invalid value: string \"xy\", expected a character"
+    );
+
+    let e = &rt_enum::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(e), DataType::String);
+    roundtrip(e, json!("low"), Priority::Low, json!("low")).await;
+    roundtrip(e, json!("high"), Priority::High, json!("high")).await;
+    assert_eq!(
+        invalid(e, json!({"v": "medium"})).await,
+        "input `v`: unknown variant `medium`, expected `low` or `high`"
+    );
+}
+
+#[tokio::test]
+async fn map_keys_of_every_allowed_kind() {
+    // JSON object keys are strings; each is parsed with the key type and written back in that
+    // type's encoding.
+    let d = &rt_decimal_map::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(d), map_of(DataType::Decimal));
+    let by_amount = BTreeMap::from([(dec("1.50"), 1), (dec("-2"), 2)]);
+    roundtrip(
+        d,
+        json!({"1.50": 1, "-2": 2}),
+        by_amount,
+        json!({"1.50": 1, "-2": 2}),
+    )
+    .await;
+    // `rust_decimal::Decimal` keys parse the same, but schemars describes its input form as
+    // "string or number", which loses the key pattern: an input map declares `string` keys
+    // (documented; use `cmod_runtime::types::Decimal` for `decimal` keys).
+    let r = &rt_rust_decimal_map::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(r), map_of(DataType::String));
+    let exact: rust_decimal::Decimal = "0.25".parse().unwrap();
+    roundtrip(
+        r,
+        json!({"0.25": 1}),
+        BTreeMap::from([(exact, 1)]),
+        json!({"0.25": 1}),
+    )
+    .await;
+
+    // Booleans are `"true"` / `"false"` keys; Foundry sees string keys.
+    let b = &rt_bool_map::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(b), map_of(DataType::String));
+    roundtrip(
+        b,
+        json!({"true": 1, "false": 0}),
+        BTreeMap::from([(true, 1), (false, 0)]),
+        json!({"false": 0, "true": 1}),
+    )
+    .await;
+
+    // Timestamp keys take every timestamp encoding and leave as RFC 3339 UTC.
+    let t = &rt_timestamp_map::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(t), map_of(DataType::Timestamp));
+    let by_time = BTreeMap::from([
+        (ts("2024-01-02T03:04:05Z"), 1),
+        (ts("2024-01-02T03:04:05.123Z"), 2),
+    ]);
+    roundtrip(
+        t,
+        json!({"2024-01-02T04:04:05+01:00": 1, "1704164645123": 2}),
+        by_time,
+        json!({"2024-01-02T03:04:05Z": 1, "2024-01-02T03:04:05.123Z": 2}),
+    )
+    .await;
+
+    let bin = &rt_binary_map::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(bin), map_of(DataType::Binary));
+    roundtrip(
+        bin,
+        json!({"aGk=": 1}),
+        BTreeMap::from([(Binary::new(*b"hi"), 1)]),
+        json!({"aGk=": 1}),
+    )
+    .await;
+
+    let c = &rt_char_map::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(c), map_of(DataType::String));
+    roundtrip(
+        c,
+        json!({"a": 1}),
+        BTreeMap::from([('a', 1)]),
+        json!({"a": 1}),
+    )
+    .await;
+
+    let u = &rt_unsigned_map::__CMOD_FUNCTION_DEF;
+    assert_eq!(input_type(u), map_of(DataType::Long));
+    roundtrip(
+        u,
+        json!({"4294967295": 1}),
+        BTreeMap::from([(u32::MAX, 1)]),
+        json!({"4294967295": 1}),
+    )
+    .await;
+
+    // Date keys (with `rt_date_map` below) are `date`.
+    assert_eq!(
+        input_type(&rt_date_map::__CMOD_FUNCTION_DEF),
+        DataType::Map {
+            keys: Box::new(DataType::Date),
+            values: Box::new(DataType::Boolean),
+        }
+    );
+    // A key that does not parse as the key type names the input and the key.
+    let msg = invalid(t, json!({"v": {"noon": 1}})).await;
+    assert!(msg.starts_with("input `v`"), "{msg}");
+    assert!(msg.contains("invalid timestamp `noon`"), "{msg}");
 }
 
 #[tokio::test]
@@ -251,6 +441,83 @@ async fn collections_and_optionals() {
     roundtrip(o, json!(null), None::<i32>, json!(null)).await;
     // An optional input may be left out altogether.
     assert_eq!(call(o, json!({})).await.unwrap(), json!(null));
+}
+
+// ---- Map keys the macro cannot see (inside a user struct): the documented limitation. ----
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+struct Point {
+    x: i32,
+    y: i32,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+struct Hidden {
+    by_point: BTreeMap<Point, i32>,
+}
+
+#[compute_function]
+fn hidden_struct_keys(h: Hidden) -> i32 {
+    h.by_point.values().sum()
+}
+
+#[compute_function]
+fn hidden_struct_keys_out() -> Hidden {
+    Hidden {
+        by_point: BTreeMap::from([(Point { x: 1, y: 2 }, 3)]),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+struct Weights {
+    by_priority: BTreeMap<Priority, i32>,
+}
+
+#[compute_function]
+fn hidden_enum_keys(w: Weights) -> Weights {
+    w
+}
+
+#[tokio::test]
+async fn map_keys_inside_structs_are_checked_by_serde_json() {
+    // The schema cannot tell a struct key from a string key…
+    let def = &hidden_struct_keys::__CMOD_FUNCTION_DEF;
+    let schema = (def.schema)().unwrap();
+    let DataType::AnonymousCustomType(h) = &schema.inputs[0].data_type else {
+        panic!("{:?}", schema.inputs[0].data_type)
+    };
+    assert_eq!(h.fields["by_point"], map_of(DataType::String));
+    // …but no JSON key decodes into a struct: an `InvalidInput` naming the path.
+    assert_eq!(
+        invalid(def, json!({"h": {"by_point": {"1,2": 3}}})).await,
+        "input `h` at `h.by_point.1,2`: invalid type: string \"1,2\", expected struct Point"
+    );
+
+    // …nor encodes one as a JSON key.
+    let err = call(&hidden_struct_keys_out::__CMOD_FUNCTION_DEF, json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SerializationError, "{err}");
+    assert!(err.message().contains("key must be a string"), "{err}");
+
+    // A unit-only enum key inside a struct is described by its possible keys: a custom type
+    // with one optional field per variant (the JSON is the same object).
+    let def = &hidden_enum_keys::__CMOD_FUNCTION_DEF;
+    let schema = (def.schema)().unwrap();
+    let DataType::AnonymousCustomType(w) = &schema.inputs[0].data_type else {
+        panic!("{:?}", schema.inputs[0].data_type)
+    };
+    let DataType::AnonymousCustomType(by_priority) = &w.fields["by_priority"] else {
+        panic!("{:?}", w.fields["by_priority"])
+    };
+    assert_eq!(
+        by_priority.fields.keys().collect::<Vec<_>>(),
+        ["high", "low"]
+    );
+    let out = call(def, json!({"w": {"by_priority": {"low": 1}}}))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"by_priority": {"low": 1}}));
 }
 
 // ---- The reference module's `types_roundtrip`, with the fixture's typed query. ----

@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 use syn::{ItemFn, Type};
 
 use super::args::Args;
+use super::checks;
 use super::signature::{Analysis, Item, Param, Shape};
 use super::{doc_comment, type_string};
 use crate::common::{compact, default_crate, hidden_def_module, private_path, return_span};
@@ -41,11 +42,32 @@ pub(crate) fn generate(
             Param::Context { .. } => None,
         })
         .collect();
-    let fields = inputs.iter().zip(wire_names).map(|(input, wire)| {
-        let ident = &input.ident;
-        let ty = &input.field_ty;
-        quote!(#[serde(rename = #wire)] #ident: #ty,)
-    });
+    // The input struct is generic over the input types (`__cmod_Input<i64, Query>`): the
+    // derives then require `Deserialize`/`JsonSchema` of an input only on their impls, so a
+    // missing one is reported once, by `assert_input` at that input, not inside the derives.
+    let type_params: Vec<_> = (0..inputs.len())
+        .map(|i| format_ident!("__cmod_T{}", i))
+        .collect();
+    let fields = inputs
+        .iter()
+        .zip(wire_names)
+        .zip(&type_params)
+        .map(|((input, wire), param)| {
+            let ident = &input.ident;
+            quote!(#[serde(rename = #wire)] #ident: #param,)
+        });
+    let field_tys = inputs.iter().map(|input| &input.field_ty);
+    let input_ty = quote!(__cmod_Input<#(#field_tys),*>);
+    let mut checks: Vec<TokenStream> = inputs
+        .iter()
+        .map(|input| checks::input(&p, &input.field_ty, &input.written))
+        .collect();
+    for input in &inputs {
+        checks::map_keys(&p, &input.field_ty, &mut checks);
+    }
+    if let Some(ok) = &output.checked {
+        checks::map_keys(&p, ok, &mut checks);
+    }
     let input_specs = inputs.iter().zip(wire_names).map(|(input, wire)| {
         let written = type_string(&input.written);
         quote!(#p::InputSpec { name: #wire, rust_type: #written })
@@ -64,6 +86,22 @@ pub(crate) fn generate(
         }
     });
     let call = quote!(#fn_ident(#(#call_args),*));
+    // Awaits the call of an `async fn`. Its future must be `Send`: checked once, at the fn's
+    // name; `SendTag` keeps a non-`Send` future from failing the job future a second time.
+    let send_check = quote_spanned! {fn_ident.span()=>
+        #p::async_compute_function_must_return_a_send_future(&__cmod_fut);
+    };
+    let call_await = quote! {
+        {
+            let __cmod_fut = #call;
+            #send_check
+            #[allow(unused_imports)]
+            use #p::{ViaNotSend as _, ViaSend as _};
+            let __cmod_fut = #p::SendTag(__cmod_fut).__cmod_send();
+            __cmod_fut
+        }
+        .await
+    };
 
     let ret_ty = &output.ty;
     let ret_span = return_span(&func.sig);
@@ -94,7 +132,7 @@ pub(crate) fn generate(
     // the blocking pool).
     let call_to_result = if is_async {
         quote! {
-            let __cmod_ret = #call.await;
+            let __cmod_ret = #call_await;
             let __cmod_ret = #to_result?;
         }
     } else {
@@ -122,7 +160,7 @@ pub(crate) fn generate(
             };
             if is_async {
                 quote! {
-                    let __cmod_ret = #call.await;
+                    let __cmod_ret = #call_await;
                     #encode
                 }
             } else {
@@ -140,7 +178,7 @@ pub(crate) fn generate(
             let encoder = item_encoder(&p, item, &function_error);
             if is_async {
                 quote! {
-                    let __cmod_ret = #call.await;
+                    let __cmod_ret = #call_await;
                     let __cmod_ret = #to_result?;
                     #p::iter_output(move || ::core::result::Result::Ok(__cmod_ret), #encoder).await
                 }
@@ -211,8 +249,14 @@ pub(crate) fn generate(
             )]
             #[schemars(crate = #schemars_crate)]
             #[allow(non_camel_case_types)]
-            struct __cmod_Input {
+            struct __cmod_Input<#(#type_params),*> {
                 #(#fields)*
+            }
+
+            // Type-level checks, each at the tokens it is about (never called).
+            #[allow(dead_code)]
+            fn __cmod_check_types() {
+                #(#checks)*
             }
 
             static __CMOD_SPEC: #p::FunctionSpec = #p::FunctionSpec {
@@ -225,12 +269,19 @@ pub(crate) fn generate(
             };
 
             fn __cmod_schema() -> ::core::result::Result<#p::FunctionSchema, #p::SchemaError> {
-                #p::function_schema::<__cmod_Input>(&__CMOD_SPEC, #output_schema)
+                #[allow(unused_imports)]
+                use #p::{ViaInputSchema as _, ViaNoInputSchema as _};
+                (&#p::InputTag::<#input_ty>::new())
+                    .__cmod_function_schema(&__CMOD_SPEC, #output_schema)
             }
 
             fn __cmod_call(__cmod_ctx: #p::Context, __cmod_query: #p::JobInput) -> #p::JobFuture {
                 #p::box_future(async move {
-                    let __cmod_input: __cmod_Input = #p::decode_input(&__cmod_query)?;
+                    let __cmod_input: #input_ty = {
+                        #[allow(unused_imports)]
+                        use #p::{ViaInputDeserialize as _, ViaNoInputDeserialize as _};
+                        (&#p::InputTag::<#input_ty>::new()).__cmod_decode(&__cmod_query)?
+                    };
                     #body
                 })
             }

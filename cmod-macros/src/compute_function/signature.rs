@@ -35,6 +35,9 @@ pub(crate) struct Output {
     pub(crate) fallible: bool,
     /// What the success value is.
     pub(crate) shape: Shape,
+    /// The success type as written (`T` of `Result<T, E>`, the item type of a stream), whose
+    /// map key types the generated code checks.
+    pub(crate) checked: Option<Type>,
 }
 
 /// The success value of a function.
@@ -70,6 +73,8 @@ const ITERATOR_TRAITS: [&str; 4] = [
     "DoubleEndedIterator",
 ];
 const STREAM_TRAITS: [&str; 2] = ["Stream", "FusedStream"];
+/// Map types (by last path segment), whose first type argument is the key.
+pub(crate) const MAP_TYPES: [&str; 2] = ["HashMap", "BTreeMap"];
 
 /// Checks the signature, recording every problem in `errors`. `None` when it cannot be used.
 pub(crate) fn analyze(sig: &Signature, streaming: bool, errors: &mut Errors) -> Option<Analysis> {
@@ -298,11 +303,23 @@ fn check_type(ty: &Type, position: Position, errors: &mut Errors) {
                 );
             }
             for segment in &p.path.segments {
-                if let PathArguments::AngleBracketed(args) = &segment.arguments {
-                    for arg in &args.args {
-                        if let GenericArgument::Type(t) = arg {
-                            check_type(t, position, errors);
-                        }
+                let PathArguments::AngleBracketed(args) = &segment.arguments else {
+                    continue;
+                };
+                let is_map = MAP_TYPES.iter().any(|m| segment.ident == m);
+                let types = args.args.iter().filter_map(|a| match a {
+                    GenericArgument::Type(t) => Some(t),
+                    _ => None,
+                });
+                for (i, t) in types.enumerate() {
+                    match t {
+                        Type::Tuple(key) if is_map && i == 0 => errors.spanned(
+                            key,
+                            "a tuple cannot be a map key: Foundry map keys are strings, \
+                             integers, `bool`, floats, decimals, dates, timestamps or binary; \
+                             use one of those (e.g. a `String` key) or a list of structs",
+                        ),
+                        _ => check_type(t, position, errors),
                     }
                 }
             }
@@ -356,9 +373,20 @@ fn output(ret: &ReturnType, streaming: bool, errors: &mut Errors) -> Output {
         Some(ok) => streamed_item(ok, errors),
         None => Streamed::No,
     };
+    let mut checked = ok.cloned();
     let shape = match streamed {
-        Streamed::Yes(true, item) => Shape::Iter(*item),
-        Streamed::Yes(false, item) => Shape::Stream(*item),
+        Streamed::Yes(is_iter, item) => {
+            checked = if item.fallible {
+                first_type_arg(&item.ty).cloned()
+            } else {
+                Some(item.ty.clone())
+            };
+            if is_iter {
+                Shape::Iter(*item)
+            } else {
+                Shape::Stream(*item)
+            }
+        }
         // Already reported; any shape will do.
         Streamed::Invalid => Shape::Value,
         Streamed::No if streaming => Shape::Tagged,
@@ -373,6 +401,7 @@ fn output(ret: &ReturnType, streaming: bool, errors: &mut Errors) -> Output {
         ty,
         fallible,
         shape,
+        checked,
     }
 }
 

@@ -30,12 +30,24 @@
 //! | a struct (`#[derive(JsonSchema)]`) | `anonymousCustomType` with `fieldMetadata` | object |
 //! | `()` (output only, also `Result<(), E>`) | `string` (as the Python SDK) | `null` |
 //!
-//! - **Map keys** are typed by what the key's schema reveals: string-like keys (`String`, `char`,
-//!   `bool`, floats, and anything else schemars describes without a pattern) are `string`;
-//!   integer keys are `long`; [`Date`], [`Timestamp`], [`Decimal`] and [`Binary`] keys keep their
-//!   own type. JSON object keys are always strings on the wire. A key type that `serde_json`
-//!   cannot use as an object key (a struct) is rejected by `serde_json` when the value is
-//!   encoded or decoded; the schema check cannot see it.
+//! - **Map keys** must be of a type Foundry allows as a key (PROTOCOL §4.3): strings
+//!   (`String`, `&str`, `char`), `bool`, the integer types above, floats, decimals, dates,
+//!   timestamps and [`Binary`]. JSON object keys are always strings on the wire: each is parsed
+//!   with the key type and written back in that type's encoding (a [`Timestamp`] key also takes
+//!   epoch millis, and leaves as RFC 3339 `Z`). The declared key type is what the key's schema
+//!   reveals: integer keys are `long`; [`Date`], [`Timestamp`], [`Decimal`] and [`Binary`] keys
+//!   keep their own type (`rust_decimal::Decimal` only in outputs: schemars describes its input
+//!   form as "string or number", which loses the key pattern, so prefer [`Decimal`] keys);
+//!   everything else (`String`, `char`, `bool`, floats, the `chrono` types) is `string`.
+//! - **Other map key types** (a struct, a tuple, an enum) are rejected **at compile time**
+//!   wherever the map is visible in the signature: a `HashMap<K, V>` / `BTreeMap<K, V>` written
+//!   in a parameter or the return type (at any depth, e.g. `Option<Vec<HashMap<K, V>>>`), also
+//!   behind a type alias. **Limitation:** inside a user struct neither the macro nor the schema
+//!   check can see the key type. A struct key is then declared as a `string`-keyed map and every
+//!   value fails at run time: `serde_json` cannot decode a struct from a JSON key
+//!   (`InvalidInput` naming the path) or encode one as a key (`SerializationError`). A unit-only
+//!   enum key is declared as a custom type with one optional field per variant (the JSON is the
+//!   same object).
 //! - **Structs** honour serde: `rename`/`rename_all` change field names, `default` and `Option`
 //!   make a field not required on input, `skip_serializing_if` makes it not required on output,
 //!   `flatten` of a struct merges its fields. Field doc comments become
