@@ -17,6 +17,7 @@ mod module;
 mod report;
 mod scenarios;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -46,8 +47,17 @@ pub(crate) enum BenchError {
     Usage(String),
 }
 
+/// The trivial function as a plain `fn` (cmod runs it on Tokio's blocking pool).
+pub(crate) const ADD: &str = "add";
+/// The trivial function as an `async fn` (cmod runs it on the job's task).
+pub(crate) const ADD_ASYNC: &str = "add_async";
+/// Streaming from an `Iterator` (cmod drives it on Tokio's blocking pool).
+pub(crate) const COUNT: &str = "count";
+/// Streaming from a `Stream` (cmod polls it on the job's task).
+pub(crate) const COUNT_STREAM: &str = "count_stream";
+
 /// How much work each measurement does.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Plan {
     pub(crate) startup_samples: usize,
     pub(crate) warmup_jobs: usize,
@@ -76,13 +86,13 @@ impl Plan {
         stream_reps: 3,
     };
 
-    /// The Python SDK is one to two orders of magnitude slower: fewer jobs, one repetition.
+    /// The Python SDK is an order of magnitude slower: fewer jobs, one repetition.
     const PYTHON: Plan = Plan {
-        startup_samples: 3,
-        warmup_jobs: 100,
-        throughput_jobs: 2_000,
+        startup_samples: 5,
+        warmup_jobs: 200,
+        throughput_jobs: 5_000,
         throughput_reps: 1,
-        latency_jobs: 300,
+        latency_jobs: 1_000,
         payload_bytes: 1_000_000,
         payload_jobs: 10,
         payload_reps: 1,
@@ -107,23 +117,85 @@ impl Plan {
     }
 }
 
+/// Throughput repetitions of one function at one `MAX_CONCURRENT_TASKS`.
+#[derive(Debug, Default)]
+pub(crate) struct Throughput {
+    /// Jobs per second of each repetition.
+    pub(crate) rates: Vec<f64>,
+    /// Module CPU time (user + system) over all repetitions.
+    pub(crate) cpu: Duration,
+    /// Jobs over all repetitions.
+    pub(crate) jobs: usize,
+}
+
+impl Throughput {
+    pub(crate) fn median(&self) -> Option<f64> {
+        let m = median_f64(&self.rates);
+        m.is_finite().then_some(m)
+    }
+
+    pub(crate) fn cpu_per_job(&self) -> Option<Duration> {
+        u32::try_from(self.jobs)
+            .ok()
+            .filter(|j| *j > 0)
+            .map(|j| self.cpu / j)
+    }
+}
+
 /// Everything measured for one implementation.
 #[derive(Debug, Default)]
 pub(crate) struct Results {
-    pub(crate) plan: Option<Plan>,
+    pub(crate) plan: Plan,
+    /// Spawn → first poll, every sample.
     pub(crate) startup: Vec<Duration>,
-    pub(crate) idle_rss_kib: u64,
-    pub(crate) peak_kib_1: u64,
-    pub(crate) peak_kib_8: u64,
-    pub(crate) throughput_1: Vec<f64>,
-    pub(crate) throughput_8: Vec<f64>,
-    /// Module CPU time per job over the throughput repetitions.
-    pub(crate) cpu_per_job_1: Option<Duration>,
-    pub(crate) cpu_per_job_8: Option<Duration>,
-    pub(crate) latency: Option<scenarios::Latency>,
-    pub(crate) payload_1: Vec<f64>,
-    pub(crate) payload_8: Vec<f64>,
-    pub(crate) stream: Vec<Duration>,
+    /// VmRSS once started, before any job.
+    pub(crate) idle_rss_kib: Option<u64>,
+    /// VmHWM at the end of the run with that `MAX_CONCURRENT_TASKS`.
+    pub(crate) peak_kib: BTreeMap<usize, u64>,
+    /// By (function, `MAX_CONCURRENT_TASKS`).
+    pub(crate) throughput: BTreeMap<(&'static str, usize), Throughput>,
+    /// Enqueue → result of sequential jobs, by function.
+    pub(crate) latency: BTreeMap<&'static str, Vec<Duration>>,
+    /// MB/s of each repetition, by `MAX_CONCURRENT_TASKS`.
+    pub(crate) payload: BTreeMap<usize, Vec<f64>>,
+    /// Enqueue → complete result of each streaming repetition, by function.
+    pub(crate) stream: BTreeMap<&'static str, Vec<Duration>>,
+}
+
+/// One implementation under test, with what it runs and what it measured.
+struct Contender {
+    imp: Implementation,
+    plan: Plan,
+    /// The trivial functions it serves.
+    functions: &'static [&'static str],
+    /// The streaming functions it serves.
+    streams: &'static [&'static str],
+    /// Only throughput (the baseline in cmod's shape); else everything.
+    throughput_only: bool,
+    results: Results,
+}
+
+impl Contender {
+    fn new(imp: Implementation, plan: Plan) -> Self {
+        let kind = imp.kind;
+        Self {
+            imp,
+            plan,
+            functions: match kind {
+                Kind::Cmod | Kind::BaselineOnePoll => &[ADD_ASYNC, ADD],
+                Kind::Baseline | Kind::Python => &[ADD],
+            },
+            streams: match kind {
+                Kind::Cmod => &[COUNT_STREAM, COUNT],
+                _ => &[COUNT],
+            },
+            throughput_only: kind == Kind::BaselineOnePoll,
+            results: Results {
+                plan,
+                ..Results::default()
+            },
+        }
+    }
 }
 
 struct Args {
@@ -144,11 +216,12 @@ options:
                  generated block is kept
   --quick        a tenth of the work, to try things out (never for BENCHMARKS.md)
   --no-python    skip the Python SDK even when `python3` can import `compute_modules`
-  --only NAME    run only `cmod`, `baseline` or `python`
+  --only NAME    run only `cmod`, `baseline` (both shapes), `baseline-one-poll` or `python`
   --help         this text
 
 The Python SDK column needs `pip install foundry-compute-modules` for `python3` (or the
-interpreter named by CMOD_BENCH_PYTHON).";
+interpreter named by CMOD_BENCH_PYTHON). CMOD_BENCH_MODULE=PATH measures another build of
+`bench-module` as cmod (e.g. one from before a change, built with its own target directory).";
 
 fn parse_args() -> Result<Option<Args>, BenchError> {
     let mut args = Args {
@@ -177,10 +250,11 @@ fn parse_args() -> Result<Option<Args>, BenchError> {
                 args.only = Some(match it.next().as_deref() {
                     Some("cmod") => Kind::Cmod,
                     Some("baseline") => Kind::Baseline,
+                    Some("baseline-one-poll") => Kind::BaselineOnePoll,
                     Some("python") => Kind::Python,
                     other => {
                         return Err(BenchError::Usage(format!(
-                            "--only takes cmod, baseline or python, not {other:?}"
+                            "--only takes cmod, baseline, baseline-one-poll or python, not {other:?}"
                         )));
                     }
                 })
@@ -252,14 +326,14 @@ async fn start_runtime(max_concurrent_tasks: usize) -> Result<LocalRuntime, Benc
     .await?)
 }
 
-fn median_f64(v: &[f64]) -> f64 {
+pub(crate) fn median_f64(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn progress(kind: Kind, what: &str) {
-    eprintln!("[{:>8}] {what}", kind.label());
+    eprintln!("[{:>17}] {what}", kind.label());
 }
 
 /// Starts a module against a fresh runtime and waits for its first poll.
@@ -274,135 +348,178 @@ async fn start_module(
     Ok((rt, m, first_poll))
 }
 
-async fn warm_up(
-    rt: &LocalRuntime,
-    plan: &Plan,
-    payload: &serde_json::Value,
-) -> Result<(), BenchError> {
-    scenarios::throughput(rt, plan.warmup_jobs).await?;
-    scenarios::payload(rt, payload, 2).await?;
-    scenarios::streaming(rt, 1_000).await?;
+/// Time to first poll: a fresh runtime and process per sample, implementations interleaved.
+async fn startup(contenders: &mut [Contender]) -> Result<(), BenchError> {
+    let samples = contenders
+        .iter()
+        .map(|c| c.plan.startup_samples)
+        .max()
+        .unwrap_or(0);
+    for i in 0..samples {
+        for c in contenders.iter_mut() {
+            if c.throughput_only || i >= c.plan.startup_samples {
+                continue;
+            }
+            if i == 0 {
+                progress(
+                    c.imp.kind,
+                    &format!("time to first poll × {}", c.plan.startup_samples),
+                );
+            }
+            let (rt, m, first_poll) = start_module(&c.imp, 1, &format!("startup-{i}")).await?;
+            c.results.startup.push(first_poll);
+            m.stop().await;
+            rt.shutdown().await;
+        }
+    }
     Ok(())
 }
 
-/// The throughput repetitions: jobs/s of each, and the module's CPU time per job over all.
-async fn throughput_runs(
-    rt: &LocalRuntime,
-    m: &Module,
-    kind: Kind,
-    plan: &Plan,
-    mct: usize,
-) -> Result<(Vec<f64>, Option<Duration>), BenchError> {
-    let mut rates = Vec::new();
-    let cpu = m.cpu_time();
-    for rep in 0..plan.throughput_reps {
-        progress(
-            kind,
-            &format!(
-                "throughput, MAX_CONCURRENT_TASKS={mct}, {} jobs (#{})",
-                plan.throughput_jobs,
-                rep + 1
-            ),
-        );
-        rates.push(scenarios::throughput(rt, plan.throughput_jobs).await?);
-    }
-    let jobs = plan.throughput_jobs * plan.throughput_reps;
-    let per_job = u32::try_from(jobs)
-        .ok()
-        .filter(|j| *j > 0)
-        .map(|j| m.cpu_time().saturating_sub(cpu) / j);
-    Ok((rates, per_job))
+/// The most repetitions any contender wants of something.
+fn most(contenders: &[Contender], reps: impl Fn(&Contender) -> usize) -> usize {
+    contenders.iter().map(reps).max().unwrap_or(0)
 }
 
-async fn measure(imp: &Implementation, plan: Plan) -> Result<Results, BenchError> {
-    let kind = imp.kind;
-    let mut r = Results {
-        plan: Some(plan),
-        ..Results::default()
-    };
-    let payload = scenarios::payload_query(plan.payload_bytes);
-
-    progress(
-        kind,
-        &format!("time to first poll × {}", plan.startup_samples),
-    );
-    let xb = std::env::var("XB_TPUT_ONLY").is_ok();
-    if xb {
-        let (rt, m, _) = start_module(imp, 1, "mct1").await?;
-        warm_up(&rt, &plan, &payload).await?;
-        (r.throughput_1, r.cpu_per_job_1) = throughput_runs(&rt, &m, kind, &plan, 1).await?;
-        m.stop().await;
-        let (rt, m, _) = start_module(imp, 8, "mct8").await?;
-        warm_up(&rt, &plan, &payload).await?;
-        (r.throughput_8, r.cpu_per_job_8) = throughput_runs(&rt, &m, kind, &plan, 8).await?;
-        r.peak_kib_8 = m.memory()?.hwm_kib;
-        m.stop().await;
-        return Ok(r);
+/// One run of every contender's module at `mct`: throughput, memory and payload, and at 1 also
+/// latency and streaming (throughput only for the baseline in cmod's shape).
+async fn phase(contenders: &mut [Contender], mct: usize) -> Result<(), BenchError> {
+    let mut live = Vec::new();
+    for c in contenders.iter_mut() {
+        let (rt, m, first_poll) = start_module(&c.imp, mct, &format!("mct{mct}")).await?;
+        if !c.throughput_only {
+            c.results.startup.push(first_poll);
+        }
+        live.push((rt, m));
     }
-    for i in 0..plan.startup_samples {
-        let (rt, m, first_poll) = start_module(imp, 1, &format!("startup-{i}")).await?;
-        r.startup.push(first_poll);
+    if mct == 1 {
+        // Let startup settle, then take the idle footprint.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (c, (_, m)) in contenders.iter_mut().zip(&live) {
+            if !c.throughput_only {
+                c.results.idle_rss_kib = Some(m.memory()?.rss_kib);
+            }
+        }
+    }
+    let payload = scenarios::payload_query(Plan::FULL.payload_bytes);
+    for (c, (rt, _)) in contenders.iter().zip(&live) {
+        progress(c.imp.kind, &format!("warm-up, MAX_CONCURRENT_TASKS={mct}"));
+        for f in c.functions {
+            scenarios::throughput(rt, f, c.plan.warmup_jobs).await?;
+        }
+        if !c.throughput_only {
+            scenarios::payload(rt, &payload, 2).await?;
+            for f in c.streams {
+                scenarios::streaming(rt, f, 1_000).await?;
+            }
+        }
+    }
+
+    // Each kind of measurement interleaves the contenders repetition by repetition, so that a
+    // change in machine load hits them alike.
+    for rep in 0..most(contenders, |c| c.plan.throughput_reps) {
+        for (c, (rt, m)) in contenders.iter_mut().zip(&live) {
+            if rep >= c.plan.throughput_reps {
+                continue;
+            }
+            for f in c.functions {
+                progress(
+                    c.imp.kind,
+                    &format!(
+                        "throughput `{f}`, MAX_CONCURRENT_TASKS={mct}, {} jobs (#{})",
+                        c.plan.throughput_jobs,
+                        rep + 1
+                    ),
+                );
+                let cpu = m.cpu_time();
+                let rate = scenarios::throughput(rt, f, c.plan.throughput_jobs).await?;
+                let t = c.results.throughput.entry((*f, mct)).or_default();
+                t.cpu += m.cpu_time().saturating_sub(cpu);
+                t.jobs += c.plan.throughput_jobs;
+                t.rates.push(rate);
+            }
+        }
+    }
+    let full = |c: &Contender| !c.throughput_only;
+    if mct == 1 {
+        // Latency in blocks, interleaved like the rest.
+        const BLOCKS: usize = 4;
+        for block in 0..BLOCKS {
+            for (c, (rt, _)) in contenders.iter_mut().zip(&live) {
+                if !full(c) {
+                    continue;
+                }
+                for f in c.functions {
+                    if block == 0 {
+                        progress(
+                            c.imp.kind,
+                            &format!("latency `{f}`, {} sequential jobs", c.plan.latency_jobs),
+                        );
+                    }
+                    let samples = scenarios::latency(rt, f, c.plan.latency_jobs / BLOCKS).await?;
+                    c.results.latency.entry(*f).or_default().extend(samples);
+                }
+            }
+        }
+    }
+    for rep in 0..most(contenders, |c| c.plan.payload_reps) {
+        for (c, (rt, _)) in contenders.iter_mut().zip(&live) {
+            if !full(c) || rep >= c.plan.payload_reps {
+                continue;
+            }
+            progress(
+                c.imp.kind,
+                &format!(
+                    "payload, MAX_CONCURRENT_TASKS={mct}, {} × 1 MB (#{})",
+                    c.plan.payload_jobs,
+                    rep + 1
+                ),
+            );
+            let rate = scenarios::payload(rt, &payload, c.plan.payload_jobs).await?;
+            c.results.payload.entry(mct).or_default().push(rate);
+        }
+    }
+    if mct == 1 {
+        for rep in 0..most(contenders, |c| c.plan.stream_reps) {
+            for (c, (rt, _)) in contenders.iter_mut().zip(&live) {
+                if !full(c) || rep >= c.plan.stream_reps {
+                    continue;
+                }
+                for f in c.streams {
+                    progress(
+                        c.imp.kind,
+                        &format!(
+                            "streaming `{f}`, {} items (#{})",
+                            c.plan.stream_items,
+                            rep + 1
+                        ),
+                    );
+                    let elapsed = scenarios::streaming(rt, f, c.plan.stream_items).await?;
+                    c.results.stream.entry(*f).or_default().push(elapsed);
+                }
+            }
+        }
+    }
+    for (c, (rt, m)) in contenders.iter_mut().zip(live) {
+        if full(c) {
+            c.results.peak_kib.insert(mct, m.memory()?.hwm_kib);
+        }
         m.stop().await;
         rt.shutdown().await;
     }
+    Ok(())
+}
 
-    // MAX_CONCURRENT_TASKS=1: idle memory, throughput, latency, payload, streaming.
-    let (rt, m, first_poll) = start_module(imp, 1, "mct1").await?;
-    r.startup.push(first_poll);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    r.idle_rss_kib = m.memory()?.rss_kib;
-    warm_up(&rt, &plan, &payload).await?;
-    (r.throughput_1, r.cpu_per_job_1) = throughput_runs(&rt, &m, kind, &plan, 1).await?;
-    progress(
-        kind,
-        &format!("latency, {} sequential jobs", plan.latency_jobs),
-    );
-    r.latency = Some(scenarios::latency(&rt, plan.latency_jobs).await?);
-    for rep in 0..plan.payload_reps {
-        progress(
-            kind,
-            &format!(
-                "payload, MAX_CONCURRENT_TASKS=1, {} × 1 MB (#{})",
-                plan.payload_jobs,
-                rep + 1
-            ),
-        );
-        r.payload_1
-            .push(scenarios::payload(&rt, &payload, plan.payload_jobs).await?);
-    }
-    for rep in 0..plan.stream_reps {
-        progress(
-            kind,
-            &format!("streaming {} items (#{})", plan.stream_items, rep + 1),
-        );
-        r.stream
-            .push(scenarios::streaming(&rt, plan.stream_items).await?);
-    }
-    r.peak_kib_1 = m.memory()?.hwm_kib;
-    m.stop().await;
-    rt.shutdown().await;
+/// Every measurement for `contenders`, interleaved.
+async fn measure_all(contenders: &mut [Contender]) -> Result<(), BenchError> {
+    startup(contenders).await?;
+    phase(contenders, 1).await?;
+    phase(contenders, 8).await
+}
 
-    // MAX_CONCURRENT_TASKS=8: throughput and payload under concurrency.
-    let (rt, m, first_poll) = start_module(imp, 8, "mct8").await?;
-    r.startup.push(first_poll);
-    warm_up(&rt, &plan, &payload).await?;
-    (r.throughput_8, r.cpu_per_job_8) = throughput_runs(&rt, &m, kind, &plan, 8).await?;
-    for rep in 0..plan.payload_reps {
-        progress(
-            kind,
-            &format!(
-                "payload, MAX_CONCURRENT_TASKS=8, {} × 1 MB (#{})",
-                plan.payload_jobs,
-                rep + 1
-            ),
-        );
-        r.payload_8
-            .push(scenarios::payload(&rt, &payload, plan.payload_jobs).await?);
-    }
-    r.peak_kib_8 = m.memory()?.hwm_kib;
-    m.stop().await;
-    rt.shutdown().await;
-    Ok(r)
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 async fn run() -> Result<(), BenchError> {
@@ -410,7 +527,9 @@ async fn run() -> Result<(), BenchError> {
         return Ok(());
     };
     let started = Instant::now();
+    let load_before = load_average();
     let wanted = |k: Kind| args.only.is_none_or(|o| o == k);
+    let scale = |p: Plan| if args.quick { p.quick() } else { p };
 
     let python = if args.python && wanted(Kind::Python) {
         find_python()
@@ -420,29 +539,28 @@ async fn run() -> Result<(), BenchError> {
     if let Err(why) = &python {
         eprintln!("python: {why}");
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/bench_module.py");
 
-    let mut runs: Vec<(Kind, Results)> = Vec::new();
-    for imp in [Implementation::baseline(), Implementation::cmod()] {
-        if wanted(imp.kind) {
-            let plan = if args.quick {
-                Plan::FULL.quick()
-            } else {
-                Plan::FULL
-            };
-            runs.push((imp.kind, measure(&imp, plan).await?));
-        }
-    }
+    let mut contenders: Vec<Contender> = [
+        Implementation::baseline(),
+        Implementation::baseline_one_poll(),
+        Implementation::cmod(),
+    ]
+    .into_iter()
+    .filter(|imp| wanted(imp.kind) || (imp.kind == Kind::BaselineOnePoll && wanted(Kind::Baseline)))
+    .map(|imp| Contender::new(imp, scale(Plan::FULL)))
+    .collect();
+    measure_all(&mut contenders).await?;
+
     let python_note = match &python {
         Ok(exe) => {
-            let plan = if args.quick {
-                Plan::PYTHON.quick()
-            } else {
-                Plan::PYTHON
-            };
-            match measure(&Implementation::python(exe.clone(), &script), plan).await {
-                Ok(r) => {
-                    runs.push((Kind::Python, r));
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/bench_module.py");
+            let mut py = vec![Contender::new(
+                Implementation::python(exe.clone(), &script),
+                scale(Plan::PYTHON),
+            )];
+            match measure_all(&mut py).await {
+                Ok(()) => {
+                    contenders.append(&mut py);
                     None
                 }
                 Err(e) => Some(format!("the Python SDK run failed: {e}")),
@@ -450,11 +568,16 @@ async fn run() -> Result<(), BenchError> {
         }
         Err(why) => Some(format!("the Python SDK was not measured: {why}")),
     };
+    let runs: Vec<(Kind, Results)> = contenders
+        .into_iter()
+        .map(|c| (c.imp.kind, c.results))
+        .collect();
     let report = report::Report {
         runs: &runs,
         python_note: python_note.as_deref(),
         quick: args.quick,
         elapsed: started.elapsed(),
+        load: (load_before, load_average()),
     };
     let markdown = report.markdown();
     println!("{markdown}");

@@ -10,6 +10,9 @@ use tokio::process::{Child, Command};
 
 use crate::BenchError;
 
+/// Names another `bench-module` executable to measure as cmod.
+pub(crate) const MODULE_OVERRIDE_VAR: &str = "CMOD_BENCH_MODULE";
+
 /// How long a module may take to reach its first poll before the bench gives up.
 const FIRST_POLL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -20,6 +23,9 @@ pub(crate) enum Kind {
     Cmod,
     /// `baseline`: the minimal hand-written client.
     Baseline,
+    /// `baseline --one-poll-at-a-time`: the same client shaped like cmod's loop (one poll in
+    /// flight, jobs on their own tasks, a semaphore of `MAX_CONCURRENT_TASKS`).
+    BaselineOnePoll,
     /// `python/bench_module.py` on the official Python SDK.
     Python,
 }
@@ -29,6 +35,7 @@ impl Kind {
         match self {
             Kind::Cmod => "cmod",
             Kind::Baseline => "baseline",
+            Kind::BaselineOnePoll => "baseline-one-poll",
             Kind::Python => "python",
         }
     }
@@ -43,10 +50,15 @@ pub(crate) struct Implementation {
 }
 
 impl Implementation {
+    /// `bench-module` as built by this `cargo bench`, or the build named by
+    /// `CMOD_BENCH_MODULE` (to compare another version of cmod with the same driver).
     pub(crate) fn cmod() -> Self {
         Self {
             kind: Kind::Cmod,
-            program: PathBuf::from(env!("CARGO_BIN_EXE_bench-module")),
+            program: std::env::var_os(MODULE_OVERRIDE_VAR).map_or_else(
+                || PathBuf::from(env!("CARGO_BIN_EXE_bench-module")),
+                PathBuf::from,
+            ),
             args: Vec::new(),
         }
     }
@@ -56,6 +68,14 @@ impl Implementation {
             kind: Kind::Baseline,
             program: PathBuf::from(env!("CARGO_BIN_EXE_baseline")),
             args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn baseline_one_poll() -> Self {
+        Self {
+            kind: Kind::BaselineOnePoll,
+            program: PathBuf::from(env!("CARGO_BIN_EXE_baseline")),
+            args: vec!["--one-poll-at-a-time".to_owned()],
         }
     }
 
@@ -104,7 +124,6 @@ impl Module {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(rt.env())
-            .envs(std::env::vars().filter(|(k, _)| k.starts_with("XB_") || k == "CMOD_LOG"))
             .stdin(Stdio::null())
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(err_file))

@@ -7,8 +7,14 @@
 //! notification, no retries beyond "poll again", no logging, no panic isolation: everything a
 //! framework adds is left out, so no framework can beat it.
 //!
-//! It serves the same functions as `bench_module.rs`: `add`, `echo` and `count` (streamed as one
-//! chunk per item through a chunked request body).
+//! It serves the same functions as `bench_module.rs`: `add` (also as `add_async`), `echo` and
+//! `count` (also as `count_stream`; streamed as one chunk per item through a chunked request
+//! body).
+//!
+//! With `--one-poll-at-a-time` it takes cmod's required shape instead (issue 4: one long-poll at
+//! a time, only while one of `MAX_CONCURRENT_TASKS` slots is free, each job on its own task, the
+//! sync `add` on Tokio's blocking pool), so the benchmark can tell the cost of that shape from
+//! the cost of the framework.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,10 +72,12 @@ struct Client {
     get_job: Url,
     post_result: String,
     token: HeaderValue,
+    /// cmod's shape: a sync function (`add`) runs on Tokio's blocking pool.
+    sync_on_blocking_pool: bool,
 }
 
 impl Client {
-    fn from_env() -> Result<Self, BaselineError> {
+    fn from_env(sync_on_blocking_pool: bool) -> Result<Self, BaselineError> {
         let get_job_text = env("GET_JOB_URI")?;
         let get_job =
             Url::parse(&get_job_text).map_err(|e| invalid("GET_JOB_URI", &get_job_text, e))?;
@@ -114,11 +122,12 @@ impl Client {
             get_job,
             post_result,
             token,
+            sync_on_blocking_pool,
         })
     }
 
-    /// One GET job; when it brings a job, computes it and posts the result.
-    async fn poll_once(&self) -> Result<(), String> {
+    /// One GET job: the envelope, or `None` when there is no job (204) or an unexpected status.
+    async fn get_job(&self) -> Result<Option<Bytes>, String> {
         let resp = self
             .http
             .get(self.get_job.clone())
@@ -128,13 +137,32 @@ impl Client {
             .map_err(|e| format!("GET job: {e}"))?;
         if resp.status() != reqwest::StatusCode::OK {
             // 204: no job yet; anything else: poll again.
-            return Ok(());
+            return Ok(None);
         }
-        let body = resp.bytes().await.map_err(|e| format!("GET job: {e}"))?;
+        resp.bytes()
+            .await
+            .map(Some)
+            .map_err(|e| format!("GET job: {e}"))
+    }
+
+    /// Computes the job in `envelope` and posts its result.
+    async fn answer(&self, envelope: &[u8]) -> Result<(), String> {
         let envelope: Envelope<'_> =
-            serde_json::from_slice(&body).map_err(|e| format!("job envelope: {e}"))?;
+            serde_json::from_slice(envelope).map_err(|e| format!("job envelope: {e}"))?;
         let job = envelope.job;
-        let result = compute(job.query_type, job.query);
+        let result = if self.sync_on_blocking_pool && job.query_type == "add" {
+            let query = job.query.get().to_owned();
+            let on_pool = tokio::task::spawn_blocking(move || {
+                RawValue::from_string(query).map(|q| compute("add", &q))
+            });
+            match on_pool.await {
+                Ok(Ok(body)) => body,
+                Ok(Err(e)) => error_body(&e.to_string()),
+                Err(e) => error_body(&e.to_string()),
+            }
+        } else {
+            compute(job.query_type, job.query)
+        };
         let resp = self
             .http
             .post(format!("{}/{}", self.post_result, job.job_id))
@@ -193,11 +221,11 @@ struct CountInput {
 /// Runs the function a job names; the result (or a small JSON error) as a request body.
 fn compute(function: &str, query: &RawValue) -> reqwest::Body {
     let result = match function {
-        "add" => serde_json::from_str::<AddInput>(query.get())
+        "add" | "add_async" => serde_json::from_str::<AddInput>(query.get())
             .and_then(|i| serde_json::to_vec(&(i.x + i.y))),
         "echo" => serde_json::from_str::<EchoInput>(query.get())
             .and_then(|i| serde_json::to_vec(&i.payload)),
-        "count" => {
+        "count" | "count_stream" => {
             return match serde_json::from_str::<CountInput>(query.get()) {
                 // One chunk per item, no separators (PROTOCOL §3.8).
                 Ok(i) => reqwest::Body::wrap_stream(futures_util::stream::iter(
@@ -218,28 +246,75 @@ fn error_body(message: &str) -> reqwest::Body {
     reqwest::Body::from(serde_json::json!({ "error": message }).to_string())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BaselineError> {
-    let client = Arc::new(Client::from_env()?);
-    let text = env("MAX_CONCURRENT_TASKS").unwrap_or_else(|_| "1".to_owned());
-    let pollers = text
-        .trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| invalid("MAX_CONCURRENT_TASKS", &text, "expected a positive integer"))?;
+/// After a failed call, wait this long before polling again.
+const RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// `MAX_CONCURRENT_TASKS` pollers, each looping GET → compute → POST.
+async fn pollers(client: Arc<Client>, n: usize) {
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..pollers {
+    for _ in 0..n {
         let client = Arc::clone(&client);
         tasks.spawn(async move {
             loop {
-                if let Err(e) = client.poll_once().await {
+                let outcome = match client.get_job().await {
+                    Ok(Some(envelope)) => client.answer(&envelope).await,
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = outcome {
                     eprintln!("baseline: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(RETRY_DELAY).await;
                 }
             }
         });
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// cmod's structure, hand-written: one poll in flight, only while one of `n` slots is free;
+/// each job computed and answered on a task of its own.
+async fn one_poll_at_a_time(client: Arc<Client>, n: usize) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(n));
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        match client.get_job().await {
+            Ok(Some(envelope)) => {
+                let client = Arc::clone(&client);
+                tokio::spawn(async move {
+                    if let Err(e) = client.answer(&envelope).await {
+                        eprintln!("baseline: {e}");
+                    }
+                    drop(permit);
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("baseline: {e}");
+                tokio::time::sleep(RETRY_DELAY).await;
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BaselineError> {
+    let shaped = std::env::args().any(|a| a == "--one-poll-at-a-time");
+    let client = Arc::new(Client::from_env(shaped)?);
+    let text = env("MAX_CONCURRENT_TASKS").unwrap_or_else(|_| "1".to_owned());
+    let n = text
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| invalid("MAX_CONCURRENT_TASKS", &text, "expected a positive integer"))?;
+    // Like every module, the loop runs on a worker task, not on the main thread.
+    let serving = if shaped {
+        tokio::spawn(one_poll_at_a_time(client, n))
+    } else {
+        tokio::spawn(pollers(client, n))
+    };
+    let _ = serving.await;
     Ok(())
 }

@@ -3,9 +3,12 @@
 //! Its functions match `src/bin/baseline.rs` and `python/bench_module.py` (the same names,
 //! inputs and outputs), so all three serve the very same jobs:
 //!
-//! * `add(x, y)`: the trivial function (throughput, latency, startup);
+//! * `add(x, y)` and `add_async(x, y)`: the trivial function, as a plain `fn` (which cmod runs on
+//!   Tokio's blocking pool) and as an `async fn` (run on the job's task);
 //! * `echo(payload)`: payload-heavy, about 1 MB of JSON in and the same out;
-//! * `count(n)`: streams `n` small items (the integers `0..n`), one JSON value per chunk.
+//! * `count(n)` and `count_stream(n)`: stream `n` small items (the integers `0..n`), one JSON
+//!   value per chunk, from an `Iterator` (which cmod drives on the blocking pool) and from a
+//!   `Stream` (polled on the job's task).
 
 use cmod_runtime::compute_function;
 use serde::{Deserialize, Serialize};
@@ -13,6 +16,12 @@ use serde::{Deserialize, Serialize};
 /// Adds two integers.
 #[compute_function]
 fn add(x: i64, y: i64) -> i64 {
+    x + y
+}
+
+/// Adds two integers, as an `async fn`.
+#[compute_function]
+async fn add_async(x: i64, y: i64) -> i64 {
     x + y
 }
 
@@ -36,20 +45,13 @@ fn count(n: i64) -> impl Iterator<Item = i64> {
     0..n
 }
 
-/// Adds two integers (async).
+/// Streams the integers `0..n` from an async `Stream`.
 #[compute_function]
-async fn add_async(x: i64, y: i64) -> i64 {
-    x + y
+fn count_stream(n: i64) -> impl futures_util::Stream<Item = i64> {
+    futures_util::stream::iter(0..n)
 }
 
-#[allow(clippy::unwrap_used)]
-fn main() -> Result<(), cmod_runtime::Error> {
-    let mut b = if std::env::var("XB_FLAVOR").as_deref() == Ok("ct") {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if let Ok(n) = std::env::var("XB_WORKERS") { b.worker_threads(n.parse().unwrap()); }
-        b
-    };
-    b.enable_all().build().unwrap().block_on(cmod_runtime::run())
+#[tokio::main]
+async fn main() -> Result<(), cmod_runtime::Error> {
+    cmod_runtime::run().await
 }
