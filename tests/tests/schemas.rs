@@ -1,5 +1,5 @@
 //! Generated Foundry schemas: the reference module's functions must post exactly what the
-//! official Python SDK posts (`shared/fixtures/python-sdk-schemas.json`), and types Foundry
+//! official Python SDK posts (`tests/fixtures/python-sdk-schemas.json`), and types Foundry
 //! cannot represent must be rejected with errors naming the function, the input and the path.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-// ---- The reference module (`shared/fixtures/reference_module.py`), in Rust. ----
+// ---- The reference module (`tests/fixtures/reference_module.py`), in Rust. ----
 //
 // Python's `int` is Foundry `integer` (32-bit), so these use `i32` where the Python module
 // uses `int`; with `i64` cmod would (deliberately, and correctly) declare `long`.
@@ -118,7 +118,7 @@ fn reference_registry() -> Registry {
 fn fixture() -> Vec<Value> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/python-sdk-schemas.json"
+        "/fixtures/python-sdk-schemas.json"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     serde_json::from_str(&text).unwrap()

@@ -558,7 +558,7 @@ fn types_roundtrip(p: AllTypes) -> AllTypes {
 fn fixture_query() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/python-sdk-typed-query.json"
+        "/fixtures/python-sdk-typed-query.json"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     let fixture: Value = serde_json::from_str(&text).unwrap();
