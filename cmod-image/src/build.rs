@@ -743,6 +743,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let mut env = vec![
         format!("PATH={IMAGE_PATH}"),
         format!("SSL_CERT_FILE={CA_BUNDLE}"),
+        // glibc's per-thread malloc arenas inflate a multi-threaded module's peak RSS; two
+        // arenas cut the MAX_CONCURRENT_TASKS=8 peak by about a third at no throughput cost
+        // (BENCHMARKS.md). `--env MALLOC_ARENA_MAX=…` overrides it.
+        "MALLOC_ARENA_MAX=2".to_owned(),
     ];
     let extra_lib_dirs: BTreeSet<&str> = asm
         .libraries

@@ -353,9 +353,10 @@ async fn run_job(shared: &Shared, job: Job) {
     let span = tracing::info_span!("job", job_id = %job.job_id, function = %job.query_type);
     async {
         let started = std::time::Instant::now();
-        let outcome = execute(shared, &job, span.clone()).await;
+        let job_id = job.job_id.clone();
+        let outcome = execute(shared, job, span.clone()).await;
         let kind = outcome.as_ref().err().map(JobError::kind);
-        let delivery = shared.client.deliver(&job.job_id, outcome).await;
+        let delivery = shared.client.deliver(&job_id, outcome).await;
         match (kind, delivery) {
             (None, Delivery::Result) => tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -371,23 +372,33 @@ async fn run_job(shared: &Shared, job: Job) {
     .await
 }
 
-async fn execute(shared: &Shared, job: &Job, span: tracing::Span) -> Result<Output, JobError> {
-    let Some(def) = shared.registry.get(&job.query_type) else {
+/// Runs the job's function. Takes the job by value: its `query` (possibly megabytes) moves into
+/// the call instead of being copied (BENCHMARKS.md).
+async fn execute(shared: &Shared, job: Job, span: tracing::Span) -> Result<Output, JobError> {
+    let Job {
+        job_id,
+        query_type,
+        query,
+        temporary_credentials_auth_token,
+        auth_header,
+        user_id,
+    } = job;
+    let Some(def) = shared.registry.get(&query_type) else {
         let known: Vec<&str> = shared.registry.functions().iter().map(|d| d.name).collect();
         return Err(JobError::new(
             ErrorKind::UnknownFunction,
             format!(
                 "this module has no function named `{}`; it has: {}",
-                job.query_type,
+                query_type,
                 known.join(", ")
             ),
         ));
     };
-    let ctx = Context::builder(job.job_id.clone())
-        .function_name(job.query_type.clone())
-        .user_id(job.user_id.clone())
-        .auth_header(job.auth_header.clone())
-        .temporary_credentials_token(job.temporary_credentials_auth_token.clone())
+    let ctx = Context::builder(job_id)
+        .function_name(query_type)
+        .user_id(user_id)
+        .auth_header(auth_header)
+        .temporary_credentials_token(temporary_credentials_auth_token)
         .shutdown_signal(shared.stop.clone())
         .build();
     // Run the call on this job's task, catching its panics (whether building or polling the
@@ -399,11 +410,10 @@ async fn execute(shared: &Shared, job: &Job, span: tracing::Span) -> Result<Outp
             format!("the function panicked: {}", panic_message(payload.as_ref())),
         )
     };
-    let call =
-        match std::panic::catch_unwind(AssertUnwindSafe(|| (def.call)(ctx, job.query.clone()))) {
-            Ok(call) => AssertUnwindSafe(call.instrument(span)).catch_unwind(),
-            Err(payload) => return Err(panicked(payload)),
-        };
+    let call = match std::panic::catch_unwind(AssertUnwindSafe(move || (def.call)(ctx, query))) {
+        Ok(call) => AssertUnwindSafe(call.instrument(span)).catch_unwind(),
+        Err(payload) => return Err(panicked(payload)),
+    };
     let mut hard_stop = shared.hard_stop.clone();
     tokio::select! {
         caught = call => caught.unwrap_or_else(|payload| Err(panicked(payload))),

@@ -183,7 +183,7 @@ impl Report<'_> {
         }
         rows.push(Row {
             figure: format!(
-                "Time from spawn to first poll (median of {})",
+                "Time from spawn to first poll (median of {} for cmod and the baseline)",
                 plan.startup_samples + 2
             ),
             values: self.each(|r| median_duration(&r.startup).map(|d| d.as_secs_f64() * 1e3)),
