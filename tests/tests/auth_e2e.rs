@@ -4,14 +4,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cmod_local::foundry::{LocalClient, LocalFoundry, LocalFoundryOptions, TokenGrant};
 use cmod_runtime::auth::{AuthError, Credentials};
 use cmod_runtime::foundry::{FoundryClient, FoundryError, RetryPolicy, Service};
 use cmod_runtime::{Context, Secret};
+use cmod_tests::log_capture::{self, Captured};
 use serde_json::Value;
 
 const CLIENT_ID: &str = "test-app";
@@ -411,50 +410,15 @@ async fn the_token_is_never_sent_to_another_origin_unless_allowed() {
     .await;
 }
 
-/// A shared buffer that log lines are captured into.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-thread_local! {
-    /// Where this thread's log lines go (nowhere when `None`).
-    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Writes into the calling thread's [`CAPTURE`].
-struct ThreadWriter;
-
-impl Write for ThreadWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        CAPTURE.with(|c| {
-            if let Some(c) = &*c.borrow() {
-                c.0.lock().unwrap().extend_from_slice(buf);
-            }
-        });
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Captures everything this thread logs, at every level. The subscriber is global and writes
-/// into a per-thread buffer: a thread-scoped subscriber (`set_default`) misses events whose
-/// callsite another test thread registered first (tracing caches "never" for it), which made
-/// this capture flaky while other tests ran.
+/// Captures everything this thread logs, at every level (see `cmod_tests::log_capture`).
 fn capture_logs() -> Captured {
-    static GLOBAL: std::sync::Once = std::sync::Once::new();
-    GLOBAL.call_once(|| {
-        let subscriber = tracing_subscriber::fmt()
+    log_capture::capture(|| {
+        tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
-            .with_writer(|| ThreadWriter)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("nothing else sets a global subscriber in this test binary");
-    });
-    let captured = Captured::default();
-    CAPTURE.with(|c| *c.borrow_mut() = Some(captured.clone()));
-    captured
+            .with_writer(|| log_capture::ThreadWriter)
+            .finish()
+    })
 }
 
 /// Runs every auth flow with a TRACE-level subscriber capturing all logs (ours, reqwest's,
@@ -503,7 +467,7 @@ async fn no_secret_or_token_appears_in_logs_or_debug_output() {
     })
     .await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("fetched an application token"),
         "the subscriber captured our logs: {logs}"

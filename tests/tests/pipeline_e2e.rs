@@ -10,11 +10,11 @@
 //!   would set, for exit codes, SIGTERM and peak memory.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
+use cmod_tests::log_capture::{self, Captured};
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cmod_local::foundry::pipeline_env::{PipelineResource, ResourceKind};
@@ -123,55 +123,19 @@ async fn run(
     .expect("the pipeline did not finish in time")
 }
 
-/// A shared buffer that log lines are captured into.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-thread_local! {
-    /// Where this thread's log lines go (nowhere when `None`).
-    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Writes into the calling thread's [`CAPTURE`].
-struct ThreadWriter;
-
-impl std::io::Write for ThreadWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        CAPTURE.with(|c| {
-            if let Some(c) = &*c.borrow() {
-                c.0.lock().unwrap().extend_from_slice(buf);
-            }
-        });
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Captures what this thread logs at INFO and above, as the SLS lines the module prints in
 /// Foundry. `#[tokio::test]` runs on a current-thread runtime, so the pipeline and the local
-/// Foundry log on this thread. The subscriber is global (a thread-scoped one can miss events
-/// whose callsite another test thread registered first) and writes into a per-thread buffer.
+/// Foundry log on this thread (see `cmod_tests::log_capture`).
 fn capture_sls() -> Captured {
     use tracing_subscriber::layer::SubscriberExt as _;
-    static GLOBAL: std::sync::Once = std::sync::Once::new();
-    GLOBAL.call_once(|| {
-        let subscriber = tracing_subscriber::registry()
-            .with(cmod_runtime::logging::SlsLayer::new(|| ThreadWriter, None))
-            .with(tracing_subscriber::filter::LevelFilter::INFO);
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("nothing else sets a global subscriber in this test binary");
-    });
-    let captured = Captured::default();
-    CAPTURE.with(|c| *c.borrow_mut() = Some(captured.clone()));
-    captured
+    log_capture::capture(|| {
+        tracing_subscriber::registry()
+            .with(cmod_runtime::logging::SlsLayer::new(
+                || log_capture::ThreadWriter,
+                None,
+            ))
+            .with(tracing_subscriber::filter::LevelFilter::INFO)
+    })
 }
 
 /// Every line of `text` as an SLS record; fails on a line that is not one.

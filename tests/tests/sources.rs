@@ -3,6 +3,7 @@
 //! to the local Foundry's echo endpoint over TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
+use cmod_tests::log_capture::{self, Captured};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -382,49 +383,15 @@ async fn rest_source_client_sends_the_connection_headers_and_trusts_server_certi
     .expect("test timed out");
 }
 
-/// A shared buffer that log lines are captured into.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-thread_local! {
-    /// Where this thread's log lines go (nowhere when `None`).
-    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Writes into the calling thread's [`CAPTURE`].
-struct ThreadWriter;
-
-impl std::io::Write for ThreadWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        CAPTURE.with(|c| {
-            if let Some(c) = &*c.borrow() {
-                c.0.lock().unwrap().extend_from_slice(buf);
-            }
-        });
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Captures everything this thread logs, at every level. The subscriber is global (a
-/// thread-scoped one can miss events whose callsite another test thread registered first) and
-/// writes into a per-thread buffer.
+/// Captures everything this thread logs, at every level (see `cmod_tests::log_capture`).
 fn capture_logs() -> Captured {
-    static GLOBAL: std::sync::Once = std::sync::Once::new();
-    GLOBAL.call_once(|| {
-        let subscriber = tracing_subscriber::fmt()
+    log_capture::capture(|| {
+        tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
-            .with_writer(|| ThreadWriter)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("nothing else sets a global subscriber in this test binary");
-    });
-    let captured = Captured::default();
-    CAPTURE.with(|c| *c.borrow_mut() = Some(captured.clone()));
-    captured
+            .with_writer(|| log_capture::ThreadWriter)
+            .finish()
+    })
 }
 
 /// `err`'s `Display`, `Debug` and every cause.
@@ -540,7 +507,7 @@ async fn source_credentials_never_reach_errors_or_logs() {
     .await
     .expect("test timed out");
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("source request failed"),
         "the subscriber captured our logs: {logs}"
