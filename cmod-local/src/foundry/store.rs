@@ -212,8 +212,25 @@ impl From<StoreError> for super::LocalFoundryError {
 }
 
 /// RFC 3339 UTC time with milliseconds.
+/// The current time, RFC 3339 with microseconds, strictly increasing within the process: two
+/// transactions created back to back never share a creation time, so listings ordered by it
+/// (newest first, as Foundry orders them) are deterministic.
 pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(i64::MIN);
+    let wall = chrono::Utc::now().timestamp_micros();
+    let mut prev = LAST.load(Ordering::SeqCst);
+    let micros = loop {
+        // The wall clock, or the microsecond after the previous call's if that is later.
+        let next = wall.max(prev.saturating_add(1));
+        match LAST.compare_exchange(prev, next, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => break next,
+            Err(actual) => prev = actual,
+        }
+    };
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_else(chrono::Utc::now)
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 fn mtime(meta: &std::fs::Metadata) -> String {
