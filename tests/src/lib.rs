@@ -70,3 +70,63 @@ pub mod log_capture {
         captured
     }
 }
+
+pub mod reference {
+    //! The input type of the Python reference module's `types` and `types_roundtrip` functions
+    //! (`tests/fixtures/reference_module.py`), in Rust: one field per Foundry type.
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use cmod_runtime::types::{Binary, Date, Decimal, Timestamp};
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    /// The nested struct of [`AllTypes`].
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+    pub struct Inner {
+        /// A string.
+        pub label: String,
+        /// A float.
+        pub weight: f32,
+    }
+
+    /// Every type the reference module covers (Python `int` is `i32`, Foundry's `integer`).
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+    pub struct AllTypes {
+        /// boolean
+        pub flag: bool,
+        /// integer
+        pub count: i32,
+        /// float
+        pub ratio: f32,
+        /// string
+        pub text: String,
+        /// binary
+        pub blob: Binary,
+        /// date
+        pub day: Date,
+        /// timestamp
+        pub moment: Timestamp,
+        /// decimal
+        pub amount: Decimal,
+        /// list
+        pub items: Vec<i32>,
+        /// set
+        pub tags: BTreeSet<String>,
+        /// map
+        pub scores: BTreeMap<String, i32>,
+        /// nested struct
+        pub inner: Inner,
+        /// long
+        pub big: i64,
+        /// short
+        pub small: i16,
+        /// byte
+        pub tiny: i8,
+        /// double
+        pub precise: f64,
+        /// optional string
+        #[serde(default)]
+        pub maybe: Option<String>,
+    }
+}

@@ -3,12 +3,13 @@
 //! cannot represent must be rejected with errors naming the function, the input and the path.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use cmod_runtime::registry::RegistryError;
 use cmod_runtime::schema::{DataType, FunctionSchema, Position, SchemaError};
 use cmod_runtime::types::{Binary, Date, Decimal, Timestamp};
 use cmod_runtime::{FunctionDef, Registry, compute_function, function};
+use cmod_tests::reference::AllTypes;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -61,34 +62,6 @@ fn fail() -> Result<String, Intentional> {
 #[compute_function]
 fn count(n: i32) -> impl Iterator<Item = i32> {
     0..n
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-struct Inner {
-    label: String,
-    weight: f32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-struct AllTypes {
-    flag: bool,
-    count: i32,
-    ratio: f32,
-    text: String,
-    blob: Binary,
-    day: Date,
-    moment: Timestamp,
-    amount: Decimal,
-    items: Vec<i32>,
-    tags: BTreeSet<String>,
-    scores: BTreeMap<String, i32>,
-    inner: Inner,
-    big: i64,
-    small: i16,
-    tiny: i8,
-    precise: f64,
-    #[serde(default)]
-    maybe: Option<String>,
 }
 
 #[compute_function]

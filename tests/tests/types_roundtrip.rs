@@ -10,6 +10,7 @@ use cmod_runtime::invoke::Output;
 use cmod_runtime::schema::DataType;
 use cmod_runtime::types::{Binary, Date, Decimal, Timestamp};
 use cmod_runtime::{Context, ErrorKind, FunctionDef, JobError, compute_function};
+use cmod_tests::reference::{AllTypes, Inner};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -521,34 +522,6 @@ async fn map_keys_inside_structs_are_checked_by_serde_json() {
 }
 
 // ---- The reference module's `types_roundtrip`, with the fixture's typed query. ----
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-struct Inner {
-    label: String,
-    weight: f32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-struct AllTypes {
-    flag: bool,
-    count: i32,
-    ratio: f32,
-    text: String,
-    blob: Binary,
-    day: Date,
-    moment: Timestamp,
-    amount: Decimal,
-    items: Vec<i32>,
-    tags: BTreeSet<String>,
-    scores: BTreeMap<String, i32>,
-    inner: Inner,
-    big: i64,
-    small: i16,
-    tiny: i8,
-    precise: f64,
-    #[serde(default)]
-    maybe: Option<String>,
-}
 
 #[compute_function]
 fn types_roundtrip(p: AllTypes) -> AllTypes {
