@@ -20,6 +20,12 @@ use tokio_rustls::TlsAcceptor;
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A response extension: a handler that returns a response carrying it makes the server close
+/// the connection at once instead of sending the response (fault injection: a connection cut
+/// mid-request). Honoured by the HTTPS servers of this crate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AbortConnection;
+
 /// A running server. Dropping the handle does not stop the server; call
 /// [`ServerHandle::shutdown`].
 #[derive(Debug)]
@@ -137,7 +143,15 @@ async fn accept_loop(
                 let call = (!is_closed(gate.as_deref())).then(|| inner.call(req));
                 async move {
                     match call {
-                        Some(call) => call.await.map_err(|never| match never {}),
+                        Some(call) => {
+                            let Ok(response) = call.await;
+                            if response.extensions().get::<AbortConnection>().is_some() {
+                                return Err(std::io::Error::other(
+                                    "connection aborted without a response (fault injection)",
+                                ));
+                            }
+                            Ok(response)
+                        }
                         None => Err(std::io::Error::other(
                             "server is refusing connections (fault injection)",
                         )),

@@ -133,6 +133,7 @@ async fn queued_job_is_handed_out_at_once_with_the_protocol_envelope() {
         auth_header: Some("Bearer abc".into()),
         user_id: Some("user-1".into()),
         temporary_credentials_token: Some("tmp".into()),
+        ..JobSpec::default()
     });
     // With a 60 s hold, only a job already queued can make this return within the bound.
     let resp = timeout(BOUND, m.poll()).await.unwrap();

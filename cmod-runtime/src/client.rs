@@ -3,33 +3,50 @@
 //! configured CA files.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tokio::sync::oneshot;
 
 use crate::config::RuntimeConfig;
 use crate::invoke::{ErrorKind, JobError, Output};
+use crate::watchdog::{self, BodyError, BufferedBody, Limits, Progress};
 
 /// Header carrying the module auth token.
 const AUTH_HEADER: &str = "Module-Auth-Token";
 /// Connection establishment (TCP + TLS) limit.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Limit on one GET job: long-polls are held by the runtime for a few seconds at most.
+/// How long a long-poll may wait for its response headers: the runtime holds a poll for a few
+/// seconds at most.
 const POLL_TIMEOUT: Duration = Duration::from_secs(120);
-/// Limit on one non-streamed result post, schema post or restart notification.
-const POST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default of [`IDLE_TIMEOUT_VAR`].
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default of [`RESPONSE_TIMEOUT_VAR`].
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a body may make no progress: the runtime taking none of a result body, or sending
+/// none of a response body, for this many seconds (an idle limit, never a cap on a transfer).
+pub(crate) const IDLE_TIMEOUT_VAR: &str = "CMOD_RUNTIME_IDLE_TIMEOUT_SECS";
+/// How long the runtime may take to answer a result, schema or restart post once its body was
+/// sent, in seconds.
+pub(crate) const RESPONSE_TIMEOUT_VAR: &str = "CMOD_RUNTIME_RESPONSE_TIMEOUT_SECS";
 /// How many times a result post is tried before the fallback error result.
 const RESULT_ATTEMPTS: u32 = 5;
 /// How many times the fallback error result is tried.
 const FALLBACK_ATTEMPTS: u32 = 3;
 /// A streamed result is kept in memory for a retry only up to this size.
 const STREAM_REPLAY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A streamed result: one JSON value per item.
+type ResultStream = BoxStream<'static, Result<Vec<u8>, JobError>>;
 
 /// A failed call to the runtime.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +108,21 @@ impl ClientError {
             connect: e.is_connect(),
         }
     }
+
+    fn stalled(during: &'static str, stall: watchdog::Stall) -> Self {
+        ClientError::Transport {
+            during,
+            message: stall.to_string(),
+            connect: false,
+        }
+    }
+
+    fn body(during: &'static str, e: BodyError) -> Self {
+        match e {
+            BodyError::Stalled(stall) => Self::stalled(during, stall),
+            BodyError::Transport(e) => Self::transport(during, &e),
+        }
+    }
 }
 
 /// Renders a reqwest error as its kind plus its causes (the TLS reason is in the source chain).
@@ -141,8 +173,13 @@ pub(crate) enum Polled {
     Empty,
 }
 
+/// The envelope variant this module runs.
+const V1: &str = "computeModuleJobV1";
+
 #[derive(Deserialize)]
 struct Envelope {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
     #[serde(rename = "computeModuleJobV1")]
     v1: Option<JobV1>,
 }
@@ -150,6 +187,7 @@ struct Envelope {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JobV1 {
+    #[serde(deserialize_with = "job_id_text")]
     job_id: String,
     query_type: String,
     #[serde(default)]
@@ -162,11 +200,42 @@ struct JobV1 {
     user_id: Option<String>,
 }
 
+/// A job id as text: a JSON string, or a JSON integer in its decimal form.
+fn job_id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(serde_json::Number),
+    }
+    match Id::deserialize(d)? {
+        Id::Text(s) => Ok(s),
+        Id::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        Id::Number(n) => Err(serde::de::Error::custom(format!(
+            "jobId must be a string or an integer, not {n}"
+        ))),
+    }
+}
+
+fn id_of(v: &serde_json::Value) -> Option<String> {
+    match v.get("jobId")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 fn parse_job(body: &[u8]) -> Result<Polled, String> {
     let v1 = match serde_json::from_slice::<Envelope>(body) {
-        Ok(Envelope { v1: Some(v1) }) => Ok(v1),
+        Ok(Envelope { v1: Some(v1), .. }) => Ok(v1),
+        Ok(Envelope {
+            kind: Some(kind),
+            v1: None,
+        }) if kind != V1 => Err(format!(
+            "unsupported job envelope variant `{kind}`: this module runs `{V1}` jobs"
+        )),
         // Tolerate a bare job object (no union wrapper).
-        Ok(Envelope { v1: None }) => {
+        Ok(Envelope { v1: None, .. }) => {
             serde_json::from_slice::<JobV1>(body).map_err(|e| e.to_string())
         }
         Err(e) => Err(e.to_string()),
@@ -189,15 +258,20 @@ fn parse_job(body: &[u8]) -> Result<Polled, String> {
             }))
         }
         Err(error) => {
-            // Find the job id anywhere we can, so the job still gets exactly one result.
+            // Find the job id anywhere we can (the V1 member, the member the `type` names, any
+            // member, the top level), so the job still gets exactly one result.
             let value: serde_json::Value =
                 serde_json::from_slice(body).map_err(|e| e.to_string())?;
+            let named = value
+                .get("type")
+                .and_then(|t| t.as_str())
+                .and_then(|t| value.get(t));
             let job_id = value
-                .get("computeModuleJobV1")
-                .and_then(|j| j.get("jobId"))
-                .or_else(|| value.get("jobId"))
-                .and_then(|j| j.as_str())
-                .map(str::to_owned);
+                .get(V1)
+                .and_then(id_of)
+                .or_else(|| named.and_then(id_of))
+                .or_else(|| value.as_object()?.values().find_map(id_of))
+                .or_else(|| id_of(&value));
             match job_id {
                 Some(job_id) => Ok(Polled::Malformed { job_id, error }),
                 None => Err(format!("job envelope without a jobId: {error}")),
@@ -211,16 +285,18 @@ fn parse_job(body: &[u8]) -> Result<Polled, String> {
 pub(crate) struct RuntimeClient {
     http: reqwest::Client,
     get_job: Url,
-    post_result_base: String,
+    post_result_base: Url,
     post_schema: Option<Url>,
     restart: Option<Url>,
     token: Option<HeaderValue>,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for RuntimeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuntimeClient")
             .field("get_job", &self.get_job.as_str())
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -244,6 +320,19 @@ pub(crate) fn tls_config(
     Ok(config)
 }
 
+/// A whole number of seconds between 1 and one day from `var`, or `default`.
+fn limit_from_env(var: &str, default: Duration) -> Result<Duration, crate::Error> {
+    let Some(raw) = crate::env::var(var) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(secs @ 1..=86_400) => Ok(Duration::from_secs(secs)),
+        _ => Err(crate::Error::Runtime(format!(
+            "{var}=`{raw}` is not a whole number of seconds between 1 and 86400"
+        ))),
+    }
+}
+
 impl RuntimeClient {
     pub(crate) fn new(config: &RuntimeConfig) -> Result<Self, crate::Error> {
         let parse = |what: &str, s: &str| {
@@ -261,7 +350,21 @@ impl RuntimeClient {
             .as_deref()
             .map(|u| parse("restart-notification", u))
             .transpose()?;
-        parse("post-result", &config.post_result_uri)?;
+        let mut post_result_base = parse("post-result", &config.post_result_uri)?;
+        if post_result_base.cannot_be_a_base() {
+            return Err(crate::Error::Runtime(format!(
+                "invalid post-result URI `{}`: job ids cannot be appended to it",
+                config.post_result_uri
+            )));
+        }
+        if let Ok(mut segments) = post_result_base.path_segments_mut() {
+            // `…/results/` and `…/results` name the same base: one slash before the job id.
+            segments.pop_if_empty();
+        }
+        let limits = Limits {
+            idle: limit_from_env(IDLE_TIMEOUT_VAR, DEFAULT_IDLE_TIMEOUT)?,
+            response: limit_from_env(RESPONSE_TIMEOUT_VAR, DEFAULT_RESPONSE_TIMEOUT)?,
+        };
 
         let tls = tls_config(
             config
@@ -275,15 +378,19 @@ impl RuntimeClient {
             .http1_only()
             .tcp_nodelay(true)
             .connect_timeout(CONNECT_TIMEOUT)
-            // A runtime that stops sending mid-response (or never answers a streamed post) is
-            // given up on after this long without a byte; long-polls answer well within it.
-            .read_timeout(POLL_TIMEOUT)
+            // No `read_timeout`: its timer would run through a whole result upload. Idle and
+            // response limits are enforced per exchange (`watchdog`).
+            // The runtime never redirects; following one would send the module auth token
+            // (and the result) to wherever the redirect points.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(config.max_concurrent_tasks + 2)
             .no_proxy();
         // The sidecar binds IPv4 only: resolve `localhost` to 127.0.0.1 (keeping the host name
         // for SNI and certificate checks), as PROTOCOL §3.2 recommends.
         for url in std::iter::once(&get_job)
+            .chain(std::iter::once(&post_result_base))
             .chain(post_schema.iter())
             .chain(restart.iter())
         {
@@ -311,10 +418,11 @@ impl RuntimeClient {
         Ok(Self {
             http,
             get_job,
-            post_result_base: config.post_result_uri.clone(),
+            post_result_base,
             post_schema,
             restart,
             token,
+            limits,
         })
     }
 
@@ -325,22 +433,38 @@ impl RuntimeClient {
         }
     }
 
+    /// Sends a request without a body (or with a small one sent at once), waiting at most
+    /// `response` for the headers.
+    async fn exchange(
+        &self,
+        during: &'static str,
+        request: reqwest::RequestBuilder,
+        response: Duration,
+    ) -> Result<reqwest::Response, ClientError> {
+        let progress = Progress::new(false);
+        let limits = Limits {
+            response,
+            ..self.limits
+        };
+        watchdog::guard(&progress, limits, request.send())
+            .await
+            .map_err(|stall| ClientError::stalled(during, stall))?
+            .map_err(|e| ClientError::transport(during, &e))
+    }
+
     /// One GET job.
     pub(crate) async fn poll(&self) -> Result<Polled, ClientError> {
         const DURING: &str = "polling for a job";
+        let request = self.with_token(self.http.get(self.get_job.clone()));
         let resp = self
-            .with_token(self.http.get(self.get_job.clone()))
-            .timeout(POLL_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| ClientError::transport(DURING, &e))?;
+            .exchange(DURING, request, POLL_TIMEOUT.max(self.limits.response))
+            .await?;
         match resp.status() {
             StatusCode::NO_CONTENT => Ok(Polled::Empty),
             StatusCode::OK => {
-                let body = resp
-                    .bytes()
+                let body = watchdog::read_body(resp, self.limits.idle)
                     .await
-                    .map_err(|e| ClientError::transport(DURING, &e))?;
+                    .map_err(|e| ClientError::body(DURING, e))?;
                 if body.is_empty() {
                     return Ok(Polled::Empty);
                 }
@@ -349,7 +473,7 @@ impl RuntimeClient {
                     message,
                 })
             }
-            status => Err(status_error(DURING, resp, status).await),
+            status => Err(self.status_error(DURING, resp, status).await),
         }
     }
 
@@ -359,19 +483,12 @@ impl RuntimeClient {
         let Some(url) = &self.post_schema else {
             return Ok(false);
         };
-        let resp = self
+        let request = self
             .with_token(self.http.post(url.clone()))
-            .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(POST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| ClientError::transport(DURING, &e))?;
-        if resp.status().is_success() {
-            Ok(true)
-        } else {
-            let status = resp.status();
-            Err(status_error(DURING, resp, status).await)
+            .header(CONTENT_TYPE, "application/json");
+        match self.post_buffered(DURING, request, body).await {
+            Ok(()) => Ok(true),
+            Err(e) => Err(e),
         }
     }
 
@@ -381,21 +498,17 @@ impl RuntimeClient {
         let Some(url) = &self.restart else {
             return Ok(None);
         };
-        let resp = self
+        let request = self
             .with_token(self.http.post(url.clone()))
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .timeout(POST_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| ClientError::transport(DURING, &e))?;
+            .header(CONTENT_TYPE, "application/octet-stream");
+        let resp = self.exchange(DURING, request, self.limits.response).await?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(status_error(DURING, resp, status).await);
+            return Err(self.status_error(DURING, resp, status).await);
         }
-        let body = resp
-            .bytes()
+        let body = watchdog::read_body(resp, self.limits.idle)
             .await
-            .map_err(|e| ClientError::transport(DURING, &e))?;
+            .map_err(|e| ClientError::body(DURING, e))?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Some(Vec::new()));
         }
@@ -407,37 +520,58 @@ impl RuntimeClient {
             })
     }
 
-    fn result_url(&self, job_id: &str) -> String {
-        format!("{}/{}", self.post_result_base, job_id)
+    /// The URL a job's result is posted to: the base with the job id appended as one
+    /// percent-encoded path segment, so no id can reach another endpoint. `.` and `..` (and
+    /// the empty id) cannot be a path segment at all: such a job cannot be answered.
+    pub(crate) fn result_url(&self, job_id: &str) -> Result<Url, ClientError> {
+        if matches!(job_id, "" | "." | "..") {
+            return Err(ClientError::Protocol {
+                during: "posting a result",
+                message: format!(
+                    "the job id `{job_id}` cannot be a URL path segment, so its result cannot be posted"
+                ),
+            });
+        }
+        let mut url = self.post_result_base.clone();
+        url.path_segments_mut()
+            .map_err(|()| ClientError::Protocol {
+                during: "posting a result",
+                message: "the post-result URI cannot take a path segment".into(),
+            })?
+            .push(job_id);
+        Ok(url)
     }
 
-    /// One result POST. `timeout` bounds the whole exchange; streamed bodies (which may
-    /// legitimately take long to produce) pass `None` and rely on the client's read timeout
-    /// for a runtime that stops answering.
-    async fn post_result_once(
+    /// POSTs a buffered body (sent with its length, progress watched) and checks for a 2xx.
+    async fn post_buffered(
         &self,
-        job_id: &str,
-        body: reqwest::Body,
-        timeout: Option<Duration>,
+        during: &'static str,
+        request: reqwest::RequestBuilder,
+        body: Bytes,
     ) -> Result<(), ClientError> {
-        const DURING: &str = "posting a result";
-        let mut request = self
-            .with_token(self.http.post(self.result_url(job_id)))
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .body(body);
-        if let Some(timeout) = timeout {
-            request = request.timeout(timeout);
-        }
-        let resp = request
-            .send()
+        let progress = Progress::new(true);
+        let len = body.len();
+        let request = request
+            .header(CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(BufferedBody::new(
+                body,
+                Arc::clone(&progress),
+            )));
+        let resp = watchdog::guard(&progress, self.limits, request.send())
             .await
-            .map_err(|e| ClientError::transport(DURING, &e))?;
+            .map_err(|stall| ClientError::stalled(during, stall))?
+            .map_err(|e| ClientError::transport(during, &e))?;
         let status = resp.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(status_error(DURING, resp, status).await)
+            Err(self.status_error(during, resp, status).await)
         }
+    }
+
+    fn result_request(&self, url: Url) -> reqwest::RequestBuilder {
+        self.with_token(self.http.post(url))
+            .header(CONTENT_TYPE, "application/octet-stream")
     }
 
     /// Delivers one job's outcome: the result (retried on transient failures with the body
@@ -448,24 +582,31 @@ impl RuntimeClient {
         job_id: &str,
         outcome: Result<Output, JobError>,
     ) -> Delivery {
+        let url = match self.result_url(job_id) {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::error!("job `{job_id}` cannot be answered: {e}");
+                return Delivery::Lost;
+            }
+        };
         let failure = match outcome {
             Ok(Output::Json(bytes)) => {
                 match self
-                    .post_bytes_with_retries(job_id, Bytes::from(bytes), RESULT_ATTEMPTS)
+                    .post_bytes_with_retries(&url, Bytes::from(bytes), RESULT_ATTEMPTS)
                     .await
                 {
                     Ok(()) => return Delivery::Result,
                     Err(e) => e,
                 }
             }
-            Ok(Output::Stream(stream)) => match self.post_stream(job_id, stream).await {
+            Ok(Output::Stream(stream)) => match self.post_stream(&url, stream).await {
                 StreamDelivery::Delivered => return Delivery::Result,
                 StreamDelivery::ItemFailed(job_error) => {
-                    return self.deliver_error(job_id, &job_error).await;
+                    return self.deliver_error_to(&url, job_id, &job_error).await;
                 }
                 StreamDelivery::Failed(e) => e,
             },
-            Err(job_error) => return self.deliver_error(job_id, &job_error).await,
+            Err(job_error) => return self.deliver_error_to(&url, job_id, &job_error).await,
         };
         tracing::error!(
             "could not deliver the result of job {job_id}: {failure}; posting an error result instead"
@@ -476,7 +617,7 @@ impl RuntimeClient {
         );
         match self
             .post_bytes_with_retries(
-                job_id,
+                &url,
                 Bytes::from(replacement.to_result_body()),
                 FALLBACK_ATTEMPTS,
             )
@@ -490,10 +631,21 @@ impl RuntimeClient {
         }
     }
 
-    async fn deliver_error(&self, job_id: &str, error: &JobError) -> Delivery {
+    /// Delivers an error result for `job_id`.
+    pub(crate) async fn deliver_error(&self, job_id: &str, error: &JobError) -> Delivery {
+        match self.result_url(job_id) {
+            Ok(url) => self.deliver_error_to(&url, job_id, error).await,
+            Err(e) => {
+                tracing::error!("job `{job_id}` cannot be answered: {e}");
+                Delivery::Lost
+            }
+        }
+    }
+
+    async fn deliver_error_to(&self, url: &Url, job_id: &str, error: &JobError) -> Delivery {
         let body = Bytes::from(error.to_result_body());
         match self
-            .post_bytes_with_retries(job_id, body, RESULT_ATTEMPTS)
+            .post_bytes_with_retries(url, body, RESULT_ATTEMPTS)
             .await
         {
             Ok(()) => Delivery::Error,
@@ -506,22 +658,17 @@ impl RuntimeClient {
 
     async fn post_bytes_with_retries(
         &self,
-        job_id: &str,
+        url: &Url,
         body: Bytes,
         attempts: u32,
     ) -> Result<(), ClientError> {
+        const DURING: &str = "posting a result";
         let mut backoff =
             crate::job_loop::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let mut attempt = 1;
         loop {
-            match self
-                .post_result_once(
-                    job_id,
-                    reqwest::Body::from(body.clone()),
-                    Some(POST_TIMEOUT),
-                )
-                .await
-            {
+            let request = self.result_request(url.clone());
+            match self.post_buffered(DURING, request, body.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_transient() && attempt < attempts => {
                     tracing::warn!("attempt {attempt}/{attempts} failed, retrying: {e}");
@@ -533,50 +680,109 @@ impl RuntimeClient {
         }
     }
 
-    async fn post_stream(
-        &self,
-        job_id: &str,
-        stream: futures_util::stream::BoxStream<'static, Result<Vec<u8>, JobError>>,
-    ) -> StreamDelivery {
-        // Tee the chunks we send so a transient failure can be retried with the same chunks,
-        // up to STREAM_REPLAY_LIMIT bytes.
-        let tee = Arc::new(Mutex::new(Tee {
+    /// Posts a streamed result: chunks go out as the function produces them, and a copy is
+    /// kept (up to STREAM_REPLAY_LIMIT) so a failed attempt can be retried with the **whole**
+    /// body. The result counts as delivered only when the runtime answered 2xx **and** the
+    /// stream reached its end on that connection: an early answer, a reset or a stall never
+    /// makes a prefix the result. After such a failure the rest of the stream is consumed into
+    /// the copy, then the whole body is posted again; a body larger than the limit becomes a
+    /// `ResultDeliveryFailed` error instead.
+    async fn post_stream(&self, url: &Url, stream: ResultStream) -> StreamDelivery {
+        const DURING: &str = "posting a streamed result";
+        let progress = Progress::new(true);
+        let feed = Arc::new(Mutex::new(Some(Feed {
+            source: Some(stream),
             replay: Some(Replay::default()),
             item_error: None,
-        }));
-        let tee_in = Arc::clone(&tee);
-        let body_stream = stream.map(move |item| {
-            let mut tee = tee_in.lock().unwrap_or_else(|p| p.into_inner());
-            match item {
-                Ok(bytes) => {
-                    if tee.replay.as_mut().is_some_and(|r| !r.keep(&bytes)) {
-                        tee.replay = None;
-                    }
-                    Ok(Bytes::from(bytes))
-                }
-                Err(job_error) => {
-                    tee.item_error = Some(job_error);
-                    // Aborts the request: the runtime never sees a complete body.
-                    Err(std::io::Error::other("the result stream failed"))
+        })));
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let body = TeeBody {
+            feed: Arc::clone(&feed),
+            progress: Arc::clone(&progress),
+            _done: done_tx,
+        };
+        let request = self
+            .result_request(url.clone())
+            .body(reqwest::Body::wrap_stream(body));
+        let answered = watchdog::guard(&progress, self.limits, request.send()).await;
+        let first = match answered {
+            Err(stall) => Err(ClientError::stalled(DURING, stall)),
+            Ok(Err(e)) => Err(ClientError::transport(DURING, &e)),
+            Ok(Ok(resp)) => {
+                let status = resp.status();
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(self.status_error(DURING, resp, status).await)
                 }
             }
-        });
-        let first = self
-            .post_result_once(job_id, reqwest::Body::wrap_stream(body_stream), None)
-            .await;
-        let (replay, item_error) = {
-            let mut tee = tee.lock().unwrap_or_else(|p| p.into_inner());
-            (tee.replay.take(), tee.item_error.take())
         };
+        if first.is_ok() && !progress.ended() {
+            // A 2xx before the body ended: the connection may go on sending it. Wait until it
+            // is done with the body, unless it stops taking it.
+            tokio::select! {
+                biased;
+                _ = done_rx => {}
+                _ = progress.stalled(self.limits, true) => {}
+            }
+        }
+        // Take the feed from the body: whatever the connection still does with it, from now on
+        // it gets an error, never more of the stream.
+        let taken = feed.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let Some(Feed {
+            source,
+            mut replay,
+            mut item_error,
+        }) = taken
+        else {
+            return StreamDelivery::Failed(ClientError::Protocol {
+                during: DURING,
+                message: "the result body was lost".into(),
+            });
+        };
+        if item_error.is_none() && first.is_ok() && source.is_none() && progress.ended() {
+            return StreamDelivery::Delivered;
+        }
+        let mut error = match first {
+            Err(e) => e,
+            // A 2xx before the body ended, then the connection dropped the rest.
+            Ok(()) => ClientError::Transport {
+                during: DURING,
+                message: "the runtime answered before the result stream ended, and the rest of \
+                          the body was not taken"
+                    .into(),
+                connect: false,
+            },
+        };
+        // Consume what the function has not produced yet, so a retry sends the whole body.
+        if let Some(mut source) = source {
+            while let Some(item) = source.next().await {
+                match item {
+                    Ok(bytes) => {
+                        if replay.as_mut().is_some_and(|r| !r.keep(&bytes)) {
+                            replay = None;
+                            break;
+                        }
+                    }
+                    Err(job_error) => {
+                        item_error = Some(job_error);
+                        break;
+                    }
+                }
+            }
+        }
         if let Some(job_error) = item_error {
             return StreamDelivery::ItemFailed(job_error);
         }
-        let mut error = match first {
-            Ok(()) => return StreamDelivery::Delivered,
-            Err(e) => e,
-        };
         let Some(replay) = replay else {
-            return StreamDelivery::Failed(error);
+            return StreamDelivery::Failed(ClientError::Protocol {
+                during: DURING,
+                message: format!(
+                    "{error}; the streamed result is larger than the {} MiB kept for a retry, so \
+                     it cannot be sent again whole",
+                    STREAM_REPLAY_LIMIT >> 20
+                ),
+            });
         };
         let (data, ends) = (Bytes::from(replay.data), replay.ends);
         let mut backoff =
@@ -586,28 +792,156 @@ impl RuntimeClient {
                 break;
             }
             tracing::warn!(
-                "streamed result attempt {}/{RESULT_ATTEMPTS} failed, replaying: {error}",
+                "streamed result attempt {}/{RESULT_ATTEMPTS} failed, replaying the whole body: {error}",
                 attempt - 1
             );
             tokio::time::sleep(backoff.next_delay()).await;
-            let chunks = Replay::chunks(data.clone(), ends.clone());
-            let body = futures_util::stream::iter(chunks.map(Ok::<_, std::io::Error>));
-            match self
-                .post_result_once(job_id, reqwest::Body::wrap_stream(body), None)
-                .await
-            {
+            match self.post_replay(url, data.clone(), ends.clone()).await {
                 Ok(()) => return StreamDelivery::Delivered,
                 Err(e) => error = e,
             }
         }
         StreamDelivery::Failed(error)
     }
+
+    /// Posts a kept streamed result again, chunk for chunk (still chunked on the wire).
+    async fn post_replay(&self, url: &Url, data: Bytes, ends: Vec<u32>) -> Result<(), ClientError> {
+        const DURING: &str = "posting a streamed result";
+        let progress = Progress::new(true);
+        let marker = Arc::clone(&progress);
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let mut chunks = Replay::chunks(data, ends);
+        let body = futures_util::stream::poll_fn(move |_| {
+            // Owned by the body: dropped (telling the waiter below) when the connection lets go.
+            let _done = &done_tx;
+            match chunks.next() {
+                Some(chunk) => {
+                    marker.handed_off();
+                    Poll::Ready(Some(Ok::<_, std::io::Error>(chunk)))
+                }
+                None => {
+                    marker.finished();
+                    Poll::Ready(None)
+                }
+            }
+        });
+        let request = self
+            .result_request(url.clone())
+            .body(reqwest::Body::wrap_stream(body));
+        let resp = watchdog::guard(&progress, self.limits, request.send())
+            .await
+            .map_err(|stall| ClientError::stalled(DURING, stall))?
+            .map_err(|e| ClientError::transport(DURING, &e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.status_error(DURING, resp, status).await);
+        }
+        // A 2xx counts only for a body that was sent whole.
+        if !progress.ended() {
+            tokio::select! {
+                biased;
+                _ = done_rx => {}
+                stall = progress.stalled(self.limits, true) => {
+                    return Err(ClientError::stalled(DURING, stall));
+                }
+            }
+        }
+        if progress.ended() {
+            Ok(())
+        } else {
+            Err(ClientError::Transport {
+                during: DURING,
+                message: "the runtime answered before the result body ended, and the rest of \
+                          it was not taken"
+                    .into(),
+                connect: false,
+            })
+        }
+    }
+
+    async fn status_error(
+        &self,
+        during: &'static str,
+        resp: reqwest::Response,
+        status: StatusCode,
+    ) -> ClientError {
+        // The body only explains the status: a stalled or broken one is left out.
+        let body = watchdog::read_body(resp, self.limits.idle)
+            .await
+            .unwrap_or_default();
+        let mut text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+        if body.len() > 512 {
+            text.push('…');
+        }
+        ClientError::Status {
+            during,
+            status: status.as_u16(),
+            body: text.trim().to_owned(),
+        }
+    }
 }
 
-struct Tee {
+/// The function's stream and what it produced so far, shared by the body (which pulls from it)
+/// and [`RuntimeClient::post_stream`] (which takes it back when an attempt fails).
+struct Feed {
+    /// The function's stream, until it has ended.
+    source: Option<ResultStream>,
     /// `None` once the stream outgrew STREAM_REPLAY_LIMIT.
     replay: Option<Replay>,
     item_error: Option<JobError>,
+}
+
+/// The body of a streamed result post: pulls the function's items, keeps a copy of each, and
+/// records progress. Once `post_stream` took the feed back, it only fails.
+struct TeeBody {
+    feed: Arc<Mutex<Option<Feed>>>,
+    progress: Arc<Progress>,
+    /// Dropped with the body: tells `post_stream` the connection is done with it.
+    _done: oneshot::Sender<()>,
+}
+
+impl Stream for TeeBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        let mut guard = self.feed.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(feed) = guard.as_mut() else {
+            // Taken back after a failed attempt: never let a prefix pass for the body.
+            return Poll::Ready(Some(Err(std::io::Error::other(
+                "the result post was abandoned",
+            ))));
+        };
+        let Some(source) = feed.source.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match source.poll_next_unpin(cx) {
+            Poll::Pending => {
+                self.progress.producing();
+                Poll::Pending
+            }
+            Poll::Ready(Some(Ok(bytes))) => {
+                if feed.replay.as_mut().is_some_and(|r| !r.keep(&bytes)) {
+                    feed.replay = None;
+                }
+                self.progress.handed_off();
+                Poll::Ready(Some(Ok(Bytes::from(bytes))))
+            }
+            Poll::Ready(Some(Err(job_error))) => {
+                feed.item_error = Some(job_error);
+                feed.source = None;
+                // Aborts the request: the runtime never sees a complete body.
+                Poll::Ready(Some(Err(std::io::Error::other("the result stream failed"))))
+            }
+            Poll::Ready(None) => {
+                feed.source = None;
+                self.progress.finished();
+                Poll::Ready(None)
+            }
+        }
+    }
 }
 
 /// The chunks of a streamed result kept for a retry: one buffer and where each chunk ends.
@@ -636,7 +970,7 @@ impl Replay {
     }
 
     /// The kept chunks, in order, as slices of `data`.
-    fn chunks(data: Bytes, ends: Vec<u32>) -> impl Iterator<Item = Bytes> {
+    fn chunks(data: Bytes, ends: Vec<u32>) -> impl Iterator<Item = Bytes> + Send + 'static {
         ends.into_iter().scan(0usize, move |start, end| {
             let end = end as usize;
             let chunk = data.slice(*start..end);
@@ -663,23 +997,6 @@ pub(crate) enum Delivery {
     Replaced,
     /// Nothing could be delivered.
     Lost,
-}
-
-async fn status_error(
-    during: &'static str,
-    resp: reqwest::Response,
-    status: StatusCode,
-) -> ClientError {
-    let body = resp.bytes().await.unwrap_or_default();
-    let mut text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-    if body.len() > 512 {
-        text.push('…');
-    }
-    ClientError::Status {
-        during,
-        status: status.as_u16(),
-        body: text.trim().to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -720,6 +1037,34 @@ mod tests {
             Replay::chunks(Bytes::from(r.data.clone()), r.ends.clone()).collect();
         assert_eq!(chunks, [&b"1"[..], b"23", b"", b"{\"a\":4}"]);
         assert!(!r.keep(&vec![0u8; STREAM_REPLAY_LIMIT]));
+    }
+
+    #[test]
+    fn numeric_job_ids_are_their_decimal_text() {
+        let Polled::Job(job) =
+            parse_job(br#"{"computeModuleJobV1":{"jobId":12345,"queryType":"f"}}"#).unwrap()
+        else {
+            panic!("expected a job")
+        };
+        assert_eq!(job.job_id, "12345");
+        // Malformed otherwise, the id is still found.
+        let r = parse_job(br#"{"computeModuleJobV1":{"jobId":7,"queryType":[]}}"#).unwrap();
+        assert!(matches!(r, Polled::Malformed { job_id, .. } if job_id == "7"));
+        assert!(parse_job(br#"{"computeModuleJobV1":{"jobId":1.5,"queryType":"f"}}"#).is_err());
+    }
+
+    #[test]
+    fn other_envelope_variants_get_an_error_result_naming_the_variant() {
+        for body in [
+            &br#"{"type":"computeModuleJobV2","computeModuleJobV2":{"jobId":"j2","queryType":"f"}}"#[..],
+            br#"{"type":"computeModuleJobV2","payload":{"jobId":"j2"}}"#,
+        ] {
+            let Polled::Malformed { job_id, error } = parse_job(body).unwrap() else {
+                panic!("expected an error result")
+            };
+            assert_eq!(job_id, "j2");
+            assert!(error.contains("`computeModuleJobV2`"), "{error}");
+        }
     }
 
     #[test]

@@ -206,6 +206,21 @@ impl FunctionsRuntime {
                 tokio::spawn(async move { post_schemas(&shared.client, schemas).await });
             }
             match polled {
+                Ok(Polled::Job(job)) if shared.client.result_url(&job.job_id).is_err() => {
+                    // Not run: nothing it returned could be posted (`.`/`..` are no URL path
+                    // segment), and posting elsewhere would be worse.
+                    connected = true;
+                    backoff.reset();
+                    drop(permit);
+                    if let Err(e) = shared.client.result_url(&job.job_id) {
+                        tracing::error!(
+                            job_id = %job.job_id,
+                            function = %job.query_type,
+                            "job `{}` cannot be answered and is not run: {e}",
+                            job.job_id
+                        );
+                    }
+                }
                 Ok(Polled::Job(job)) => {
                     connected = true;
                     backoff.reset();
@@ -355,8 +370,29 @@ async fn run_job(shared: &Shared, job: Job) {
         let started = std::time::Instant::now();
         let job_id = job.job_id.clone();
         let outcome = execute(shared, job, span.clone()).await;
-        let kind = outcome.as_ref().err().map(JobError::kind);
-        let delivery = shared.client.deliver(&job_id, outcome).await;
+        let mut kind = outcome.as_ref().err().map(JobError::kind);
+        let delivery = if matches!(outcome, Ok(Output::Stream(_))) {
+            // A streamed result is produced while it is delivered: the hard stop applies to
+            // its delivery too. Dropping the post aborts it mid-body (the runtime records
+            // nothing), and the job gets its one Shutdown error instead.
+            let mut hard_stop = shared.hard_stop.clone();
+            let stopped = tokio::select! {
+                delivery = shared.client.deliver(&job_id, outcome) => Some(delivery),
+                _ = hard_stop.wait_for(|s| *s) => None,
+            };
+            match stopped {
+                Some(delivery) => delivery,
+                None => {
+                    kind = Some(ErrorKind::Shutdown);
+                    shared
+                        .client
+                        .deliver_error(&job_id, &shutdown_error())
+                        .await
+                }
+            }
+        } else {
+            shared.client.deliver(&job_id, outcome).await
+        };
         match (kind, delivery) {
             (None, Delivery::Result) => tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,

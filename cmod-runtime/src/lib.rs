@@ -69,6 +69,7 @@ pub mod schema;
 pub mod secret;
 pub mod sources;
 pub mod types;
+mod watchdog;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -42,6 +42,25 @@ impl Flags {
     }
 }
 
+/// The arguments as UTF-8, or a usage error naming the first one that is not (instead of the
+/// panic of `std::env::args`).
+fn utf8_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<Vec<String>, crate::Error> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            arg.into_string().map_err(|bad| {
+                crate::Error::Usage(format!(
+                    "command-line argument {} (`{}`) is not valid UTF-8",
+                    i + 1,
+                    bad.to_string_lossy()
+                ))
+            })
+        })
+        .collect()
+}
+
 fn local_opt_in() -> bool {
     crate::env::var(LOCAL_OPT_IN_VAR).is_some_and(|v| {
         matches!(
@@ -65,7 +84,7 @@ fn local_opt_in() -> bool {
 /// missing variables and how to run locally. It returns after a graceful shutdown on
 /// SIGTERM/SIGINT.
 pub async fn run() -> crate::Result<()> {
-    let flags = Flags::parse(std::env::args().skip(1))?;
+    let flags = Flags::parse(utf8_args(std::env::args_os().skip(1))?)?;
     if flags.print_schemas {
         return print_schemas();
     }
@@ -151,6 +170,25 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_arguments_are_a_usage_error_not_a_panic() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let args = vec![
+            std::ffi::OsString::from("--local"),
+            std::ffi::OsString::from_vec(vec![b'a', 0xff, b'b']),
+        ];
+        let e = utf8_args(args).unwrap_err().to_string();
+        assert!(
+            e.contains("argument 2") && e.contains("not valid UTF-8"),
+            "{e}"
+        );
+        assert_eq!(
+            utf8_args(vec![std::ffi::OsString::from("--local")]).unwrap(),
+            vec!["--local".to_owned()]
+        );
+    }
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()

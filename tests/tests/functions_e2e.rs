@@ -487,6 +487,7 @@ async fn user_tokens_reach_the_context_but_never_the_logs() {
         auth_header: Some("Bearer user-secret-123".into()),
         user_id: Some("u-1".into()),
         temporary_credentials_token: Some("tmp-secret-456".into()),
+        ..JobSpec::default()
     });
     let r = rt.wait_result(&id, WAIT).await.unwrap();
     assert_eq!(r.json().unwrap(), json!("u-1"));
@@ -503,4 +504,301 @@ async fn user_tokens_reach_the_context_but_never_the_logs() {
             "token leaked: {l}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Long lifetimes (issue 11): results never cut short, no total-time caps, no redirects followed,
+// shutdown never drops a streaming job, job ids encoded.
+// ---------------------------------------------------------------------------------------------
+
+/// The body a streamed `slow_count`/`count` of `n` produces: one JSON value per chunk.
+fn counted(n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| i.to_string())
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_result_answered_early_is_replayed_whole_never_as_a_prefix() {
+    let rt = runtime(1).await;
+    let _module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    // 503 before the body is read; then a 2xx before the body is read (the runtime never saw
+    // the body, so the job is still in flight): both must end with the whole stream delivered.
+    for status in [503, 204] {
+        rt.faults().answer_results_early(1, status);
+        let r = rt
+            .call("slow_count", json!({"n": 12, "ms": 40}), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.text().unwrap(),
+            std::str::from_utf8(&counted(12)).unwrap(),
+            "after an early {status}"
+        );
+    }
+    let stats = rt.stats();
+    assert_eq!(stats.rejected_by_fault, 2);
+    assert_eq!(stats.results_accepted, 2);
+    assert_eq!(stats.duplicate_results, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_result_cut_mid_body_is_replayed_whole() {
+    let rt = runtime(1).await;
+    let _module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    rt.faults().cut_results_mid_body(1, 3);
+    let r = rt
+        .call("slow_count", json!({"n": 12, "ms": 40}), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(r.body, counted(12));
+    let stats = rt.stats();
+    assert_eq!(stats.results_accepted, 1);
+    assert_eq!(stats.duplicate_results, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_result_too_large_to_replay_becomes_an_error_never_a_prefix() {
+    let rt = runtime(1).await;
+    let _module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    // 20 MiB: more than the 16 MiB kept for a replay.
+    rt.faults().answer_results_early(1, 503);
+    let r = rt
+        .call("big_stream", json!({"items": 20, "len": 1 << 20}), WAIT)
+        .await
+        .unwrap();
+    assert!(
+        r.body.len() < 4096,
+        "an error, not a prefix: {} bytes",
+        r.body.len()
+    );
+    let v = r.json().unwrap();
+    let (kind, message) = error_of(&v);
+    assert_eq!(kind, "ResultDeliveryFailed", "{v}");
+    assert!(message.contains("503"), "says why: {message}");
+    assert_eq!(rt.stats().duplicate_results, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_producing_longer_than_every_timeout_is_delivered() {
+    let rt = runtime(1).await;
+    let _module = Module::start(
+        rt.env(),
+        &[
+            ("CMOD_RUNTIME_IDLE_TIMEOUT_SECS", "1"),
+            ("CMOD_RUNTIME_RESPONSE_TIMEOUT_SECS", "1"),
+        ],
+    );
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    // About 3.2 s of producing, three times both timeouts: a healthy transfer is never capped.
+    let r = rt
+        .call("slow_count", json!({"n": 8, "ms": 400}), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(r.body, counted(8));
+    let stats = rt.stats();
+    assert_eq!(stats.results_accepted, 1);
+    assert_eq!(stats.rejected_by_fault, 0);
+    assert_eq!(stats.duplicate_results, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_never_answers_after_the_body_is_given_up_on_and_retried() {
+    let rt = runtime(1).await;
+    let _module = Module::start(
+        rt.env(),
+        &[
+            ("CMOD_RUNTIME_IDLE_TIMEOUT_SECS", "1"),
+            ("CMOD_RUNTIME_RESPONSE_TIMEOUT_SECS", "1"),
+        ],
+    );
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    rt.faults().hold_results(2, Duration::from_secs(120));
+    let r = rt.call("add", json!({"x": 2, "y": 3}), WAIT).await.unwrap();
+    assert_eq!(r.json().unwrap(), json!(5));
+    let r = rt.call("count", json!({"n": 4}), WAIT).await.unwrap();
+    assert_eq!(r.body, counted(4));
+    assert_eq!(rt.stats().duplicate_results, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_stops_reading_a_streamed_body_is_given_up_on_and_retried() {
+    let rt = runtime(1).await;
+    let _module = Module::start(
+        rt.env(),
+        &[
+            ("CMOD_RUNTIME_IDLE_TIMEOUT_SECS", "1"),
+            ("CMOD_RUNTIME_RESPONSE_TIMEOUT_SECS", "1"),
+        ],
+    );
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    // 14 MiB: more than loopback socket buffers hold (so the upload really stalls), less than
+    // the replay limit (so the retry sends it whole).
+    rt.faults().stall_results(1, Duration::from_secs(120));
+    let r = rt
+        .call("big_stream", json!({"items": 14, "len": 1 << 20}), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.body.len(),
+        14 * ((1 << 20) + 2),
+        "{}",
+        String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
+    );
+    assert!(r.body.starts_with(b"\"xxx") && r.body.ends_with(b"xx\""));
+    assert_eq!(rt.stats().duplicate_results, 0);
+}
+
+/// A plain TCP listener that counts the connections it gets (and closes them).
+async fn connection_counter() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    (
+        format!("https://localhost:{}/elsewhere", addr.port()),
+        count,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_from_the_runtime_are_never_followed() {
+    let rt = runtime(1).await;
+    let (elsewhere, connections) = connection_counter().await;
+    let _module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    // A poll and a result post answered with 307 to another server.
+    rt.faults().redirect_to(&elsewhere, 1, 1);
+    let v = rt
+        .call("add", json!({"x": 1, "y": 2}), WAIT)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let (kind, message) = error_of(&v);
+    assert_eq!(kind, "ResultDeliveryFailed", "{v}");
+    assert!(message.contains("307"), "says why: {message}");
+    // Streamed results too.
+    rt.faults().redirect_to(&elsewhere, 1, 0);
+    let v = rt
+        .call("count", json!({"n": 3}), WAIT)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(error_of(&v).0, "ResultDeliveryFailed", "{v}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing, least of all the module auth token, went to the other server"
+    );
+    assert_eq!(rt.stats().duplicate_results, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_a_streamed_result_posts_exactly_one_shutdown_error() {
+    let rt = runtime(1).await;
+    let mut module = Module::start(rt.env(), &[("CMOD_SHUTDOWN_GRACE_SECS", "1")]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    // 30 s of streaming: far longer than the grace period plus the error-post drain.
+    let id = rt.enqueue("slow_count", json!({"n": 300, "ms": 100}));
+    wait_until("the job in flight", || !rt.in_flight().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    module.signal("-TERM");
+    let r = rt.wait_result(&id, Duration::from_secs(15)).await.unwrap();
+    let v = r.json().unwrap();
+    assert_eq!(error_of(&v).0, "Shutdown", "{v}");
+    let status = module.wait_exit().await;
+    assert!(status.success(), "{status:?}");
+    let stats = rt.stats();
+    assert_eq!(stats.results_accepted, 1);
+    assert_eq!(stats.duplicate_results, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_ids_are_encoded_in_result_urls_and_odd_envelopes_still_get_one_result() {
+    let rt = runtime(1).await;
+    let module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+
+    // Characters that mean something in a URL path or query.
+    for odd in ["a/b", "../schemas", "x?y=1#z", "50%2F50", "sp ace", "ünï"] {
+        let id = rt.enqueue_job(JobSpec {
+            job_id: Some(odd.to_owned()),
+            ..JobSpec::new("add", json!({"x": 1, "y": 1}))
+        });
+        assert_eq!(id, odd);
+        let r = rt.wait_result(&id, WAIT).await.unwrap();
+        assert_eq!(r.json().unwrap(), json!(2), "job id {odd:?}");
+    }
+
+    // A numeric job id is its string form.
+    let id = rt.enqueue_job(JobSpec {
+        job_id: Some("12345".to_owned()),
+        raw_envelope: Some(json!({
+            "type": "computeModuleJobV1",
+            "computeModuleJobV1": {"jobId": 12345, "queryType": "add", "query": {"x": 2, "y": 2}}
+        })),
+        ..JobSpec::new("add", json!({}))
+    });
+    let r = rt.wait_result(&id, WAIT).await.unwrap();
+    assert_eq!(r.json().unwrap(), json!(4));
+
+    // Another envelope variant: one error result, naming the variant.
+    let id = rt.enqueue_job(JobSpec {
+        job_id: Some("v9-job".to_owned()),
+        raw_envelope: Some(json!({
+            "type": "computeModuleJobV9",
+            "computeModuleJobV9": {"jobId": "v9-job", "queryType": "add", "query": {"x": 2, "y": 2}}
+        })),
+        ..JobSpec::new("add", json!({}))
+    });
+    let v = rt.wait_result(&id, WAIT).await.unwrap().json().unwrap();
+    let (kind, message) = error_of(&v);
+    assert_eq!(kind, "InvalidInput", "{v}");
+    assert!(message.contains("computeModuleJobV9"), "{message}");
+
+    // `.` and `..` cannot be a URL path segment at all: nothing is posted anywhere else.
+    let id = rt.enqueue_job(JobSpec {
+        job_id: Some("..".to_owned()),
+        ..JobSpec::new("add", json!({"x": 1, "y": 1}))
+    });
+    module
+        .wait_for_line("naming the unanswerable job", |l| {
+            l.contains("cannot be answered") && l.contains("..")
+        })
+        .await;
+    assert!(rt.in_flight().iter().any(|j| j == &id));
+    let stats = rt.stats();
+    assert_eq!(
+        stats.unknown_job_results, 0,
+        "no post reached another endpoint"
+    );
+    assert_eq!(stats.schema_posts, 1, "no post reached the schema endpoint");
+    assert_eq!(stats.duplicate_results, 0);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_utf8_argument_is_a_clear_error_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let out = Command::new(env!("CARGO_BIN_EXE_e2e_module"))
+        .env_clear()
+        .arg(std::ffi::OsStr::from_bytes(b"--x\xff"))
+        .output();
+    let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not valid UTF-8"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -123,6 +123,7 @@ async fn call_function(
         auth_header,
         user_id,
         temporary_credentials_token: None,
+        ..JobSpec::default()
     });
     tracing::info!(%job_id, %function, "invoke: job queued");
     let mut guard = AbandonOnDrop {

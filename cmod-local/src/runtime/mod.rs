@@ -88,6 +88,14 @@ pub struct JobSpec {
     pub user_id: Option<String>,
     /// `temporaryCredentialsAuthToken`.
     pub temporary_credentials_token: Option<String>,
+    /// The job id to hand out instead of a generated one (to test how a module handles ids
+    /// with unusual characters). It must be unique within the runtime: enqueuing an id that is
+    /// already known gets a generated id instead.
+    pub job_id: Option<String>,
+    /// The exact JSON to hand out instead of the `computeModuleJobV1` envelope (to test how a
+    /// module handles other envelope variants or shapes). The runtime still tracks the job
+    /// under its id, so results posted for it are recorded as usual.
+    pub raw_envelope: Option<serde_json::Value>,
 }
 
 impl JobSpec {
@@ -113,6 +121,8 @@ impl fmt::Debug for JobSpec {
                 "temporary_credentials_token",
                 &redact(&self.temporary_credentials_token),
             )
+            .field("job_id", &self.job_id)
+            .field("raw_envelope", &self.raw_envelope)
             .finish()
     }
 }

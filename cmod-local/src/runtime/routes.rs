@@ -10,8 +10,14 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt as _;
+
 use super::JobResult;
+use super::faults::ResultFault;
 use super::state::{Counters, ResultRejection, State};
+use crate::https::AbortConnection;
 
 /// Path prefix of the runtime API routes (`{PREFIX}/job`, `{PREFIX}/results/{jobId}`, …).
 pub const PREFIX: &str = "/interactive-module/api/internal-query";
@@ -114,6 +120,14 @@ async fn get_job(AxState(state): AxState<Arc<State>>, headers: HeaderMap) -> Res
     if let Some(status) = state.faults.poll_fault() {
         return injected(&state, status, ROUTE);
     }
+    if let Some(to) = state.faults.poll_redirect() {
+        Counters::bump(&state.counters.rejected_by_fault);
+        let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("{to}/job")) {
+            response.headers_mut().insert(header::LOCATION, v);
+        }
+        return response;
+    }
     let Some(job) = state.next_job().await else {
         return StatusCode::NO_CONTENT.into_response();
     };
@@ -141,11 +155,19 @@ async fn get_job(AxState(state): AxState<Arc<State>>, headers: HeaderMap) -> Res
 async fn post_result(
     AxState(state): AxState<Arc<State>>,
     job_id: Result<Path<String>, PathRejection>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     const ROUTE: &str = "POST results/{jobId}";
     preamble(&state).await;
+    let body = match state.faults.early_result_fault() {
+        None => body,
+        Some(fault) => match early_result_fault(&state, fault, &uri, &headers, body).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        },
+    };
     let bytes = match read_body(body, ROUTE).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -228,6 +250,68 @@ async fn post_result(
                 }
             };
             error_response(status, ROUTE, message)
+        }
+    }
+}
+
+/// Applies a fault that acts before the result body is read: `Err` is the response to give
+/// (possibly one that aborts the connection), `Ok` the body to go on with.
+async fn early_result_fault(
+    state: &State,
+    fault: ResultFault,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Body, Response> {
+    const ROUTE: &str = "POST results/{jobId}";
+    if let Some(r) = auth_rejection(state, headers, ROUTE) {
+        return Err(r);
+    }
+    Counters::bump(&state.counters.rejected_by_fault);
+    tracing::debug!(?fault, "applying an injected result fault");
+    let abort = || {
+        let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        response.extensions_mut().insert(AbortConnection);
+        response
+    };
+    match fault {
+        ResultFault::Early(status) => {
+            // `injected` counts the request again; keep one count per faulted request.
+            state
+                .counters
+                .rejected_by_fault
+                .fetch_sub(1, Ordering::Relaxed);
+            Err(injected(state, status, ROUTE))
+        }
+        ResultFault::Redirect(to) => {
+            let segment = uri.path().rsplit('/').next().unwrap_or_default();
+            let location = format!("{to}/{segment}");
+            let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, v);
+            }
+            Err(response)
+        }
+        ResultFault::Cut(after) => {
+            let mut stream = body.into_data_stream();
+            let mut read = 0usize;
+            while read < after {
+                match stream.next().await {
+                    Some(Ok(chunk)) => read += chunk.len(),
+                    _ => break,
+                }
+            }
+            Err(abort())
+        }
+        ResultFault::Hold(d) => {
+            let _ = axum::body::to_bytes(body, BODY_LIMIT).await;
+            tokio::time::sleep(d).await;
+            Err(abort())
+        }
+        ResultFault::Stall(d) => {
+            tokio::time::sleep(d).await;
+            drop(body);
+            Err(abort())
         }
     }
 }

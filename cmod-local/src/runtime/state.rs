@@ -176,6 +176,9 @@ impl HandedOut {
             job: Job<'a>,
         }
         let spec = &self.spec;
+        if let Some(raw) = &spec.raw_envelope {
+            return serde_json::to_vec(raw);
+        }
         serde_json::to_vec(&Envelope {
             kind: "computeModuleJobV1",
             job: Job {
@@ -307,7 +310,12 @@ impl State {
     /// Queues a job and wakes one waiting long-poll.
     pub(crate) fn enqueue(&self, spec: JobSpec) -> String {
         let mut jobs = lock(&self.jobs);
-        let mut job_id = self.ids.next();
+        let mut job_id = match &spec.job_id {
+            Some(id) if !jobs.records.contains_key(id) && !jobs.is_retired(&self.ids, id) => {
+                id.clone()
+            }
+            _ => self.ids.next(),
+        };
         while jobs.records.contains_key(&job_id) {
             job_id = self.ids.next();
         }

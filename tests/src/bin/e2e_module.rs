@@ -105,6 +105,20 @@ fn unserializable() -> Unserializable {
     Unserializable { value: 1 }
 }
 
+/// Streams `n` integers, sleeping `ms` before each (a result that takes long to produce).
+#[compute_function]
+fn slow_count(n: i64, ms: i64) -> impl Iterator<Item = i64> {
+    let pause = Duration::from_millis(ms.max(0).unsigned_abs());
+    (0..n).inspect(move |_| std::thread::sleep(pause))
+}
+
+/// Streams `items` strings of `len` bytes each (a result larger than any replay buffer).
+#[compute_function]
+fn big_stream(items: i64, len: i64) -> impl Iterator<Item = String> {
+    let item = "x".repeat(usize::try_from(len).unwrap_or(0));
+    (0..items).map(move |_| item.clone())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), cmod_runtime::Error> {
     cmod_runtime::run().await

@@ -1,0 +1,320 @@
+//! Idle timeouts for HTTP exchanges: a limit on how long a transfer may make **no progress**,
+//! never on how long a healthy transfer takes.
+//!
+//! An exchange has three phases, and each has its own clock:
+//!
+//! * **producing**: the request body is waiting for its producer (a streamed result whose
+//!   function is still computing). Not limited: the function's own time is not a network
+//!   problem (shutdown handles functions that run too long).
+//! * **handed off**: a chunk of the body was handed to the connection and the connection has
+//!   not come back for the next one. Limited by `idle`: the peer stopped reading.
+//! * **finished**: the whole body was sent (or there was none) and the response headers have not
+//!   arrived. Limited by `response`.
+//!
+//! Response bodies are read chunk by chunk, each chunk within `idle` ([`read_body`]).
+//!
+//! reqwest's own `read_timeout` is not used for this: its timer starts with the request and is
+//! not reset while the request body uploads, so it caps every upload that takes longer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+/// The limits of one exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// How long the peer may take no part of the body (upload), or send none of it (download).
+    pub(crate) idle: Duration,
+    /// How long the response headers may take once the request body has been sent.
+    pub(crate) response: Duration,
+}
+
+/// Which limit ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stall {
+    /// The peer stopped taking the request body.
+    Upload(Duration),
+    /// No response headers arrived after the request body was sent.
+    Response(Duration),
+    /// The response body stopped arriving.
+    Download(Duration),
+}
+
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stall::Upload(d) => write!(
+                f,
+                "timed out: the server took none of the request body for {} s",
+                d.as_secs_f64()
+            ),
+            Stall::Response(d) => write!(
+                f,
+                "timed out: no response within {} s after the request was sent",
+                d.as_secs_f64()
+            ),
+            Stall::Download(d) => write!(
+                f,
+                "timed out: the response body stalled for {} s",
+                d.as_secs_f64()
+            ),
+        }
+    }
+}
+
+const PRODUCING: u64 = 0;
+const HANDED_OFF: u64 = 1;
+const FINISHED: u64 = 2;
+const PHASE_SHIFT: u32 = 62;
+const TIME_MASK: u64 = (1 << PHASE_SHIFT) - 1;
+
+/// The progress of one request body, shared by the body (which records it) and the watchdog
+/// (which reads it). One atomic word: the phase and when it began.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    base: Instant,
+    state: AtomicU64,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl Progress {
+    /// Progress of a request whose body is about to be sent (`has_body`) or that has none.
+    pub(crate) fn new(has_body: bool) -> Arc<Self> {
+        let progress = Arc::new(Self {
+            base: Instant::now(),
+            state: AtomicU64::new(0),
+            ended: std::sync::atomic::AtomicBool::new(!has_body),
+        });
+        progress.set(if has_body { HANDED_OFF } else { FINISHED });
+        progress
+    }
+
+    fn set(&self, phase: u64) {
+        let millis = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(TIME_MASK);
+        self.state.store(
+            (phase << PHASE_SHIFT) | (millis & TIME_MASK),
+            Ordering::Release,
+        );
+    }
+
+    fn get(&self) -> (u64, Instant) {
+        let word = self.state.load(Ordering::Acquire);
+        (
+            word >> PHASE_SHIFT,
+            self.base + Duration::from_millis(word & TIME_MASK),
+        )
+    }
+
+    /// The connection asked for more of the body; it is now up to the producer.
+    pub(crate) fn producing(&self) {
+        self.set(PRODUCING);
+    }
+
+    /// A chunk was handed to the connection.
+    pub(crate) fn handed_off(&self) {
+        self.set(HANDED_OFF);
+    }
+
+    /// The body ended: every byte was handed to the connection.
+    pub(crate) fn finished(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.set(FINISHED);
+    }
+
+    /// Whether the whole body was handed to the connection.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// Completes when a limit runs out; never while the producer is the one being waited for.
+    /// With `upload_only` (the headers already arrived, only the connection's use of the body
+    /// is being waited for), a finished body counts against `idle`, not `response`.
+    pub(crate) async fn stalled(&self, limits: Limits, upload_only: bool) -> Stall {
+        loop {
+            let (phase, since) = self.get();
+            let (limit, stall) = match phase {
+                HANDED_OFF => (limits.idle, Some(Stall::Upload(limits.idle))),
+                FINISHED if !upload_only => {
+                    (limits.response, Some(Stall::Response(limits.response)))
+                }
+                // After the headers, a connection lets go of a finished body at once.
+                FINISHED => (limits.idle, Some(Stall::Upload(limits.idle))),
+                // Waiting for the producer: not a network problem; look again later.
+                _ => (limits.idle, None),
+            };
+            let deadline = since + limit;
+            match stall {
+                Some(stall) if Instant::now() >= deadline => return stall,
+                Some(_) => tokio::time::sleep_until(deadline).await,
+                None => tokio::time::sleep(limit).await,
+            }
+        }
+    }
+}
+
+/// Runs `exchange` (a request's `send()`), failing with the [`Stall`] when `progress` shows a
+/// limit ran out first.
+pub(crate) async fn guard<F: Future>(
+    progress: &Progress,
+    limits: Limits,
+    exchange: F,
+) -> Result<F::Output, Stall> {
+    tokio::select! {
+        biased;
+        out = exchange => Ok(out),
+        stall = progress.stalled(limits, false) => Err(stall),
+    }
+}
+
+/// Chunks a buffered body is handed over in, so progress shows during a large upload.
+const CHUNK: usize = 256 * 1024;
+
+/// A buffered request body that records its progress. Send it with an explicit
+/// `Content-Length` (it is a stream to reqwest).
+pub(crate) struct BufferedBody {
+    rest: Bytes,
+    progress: Arc<Progress>,
+}
+
+impl BufferedBody {
+    pub(crate) fn new(body: Bytes, progress: Arc<Progress>) -> Self {
+        Self {
+            rest: body,
+            progress,
+        }
+    }
+}
+
+impl Stream for BufferedBody {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.rest.is_empty() {
+            self.progress.finished();
+            return Poll::Ready(None);
+        }
+        let n = self.rest.len().min(CHUNK);
+        let chunk = self.rest.split_to(n);
+        if self.rest.is_empty() {
+            // The connection may not ask again once the declared length is reached.
+            self.progress.finished();
+        } else {
+            self.progress.handed_off();
+        }
+        Poll::Ready(Some(Ok(chunk)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.rest.len().div_ceil(CHUNK);
+        (n, Some(n))
+    }
+}
+
+/// Reads a whole response body, each chunk within `idle`.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    idle: Duration,
+) -> Result<Bytes, BodyError> {
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, response.chunk()).await {
+            Err(_) => return Err(BodyError::Stalled(Stall::Download(idle))),
+            Ok(Err(e)) => return Err(BodyError::Transport(e)),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(chunk))) => match &first {
+                None if rest.is_empty() => first = Some(chunk),
+                _ => {
+                    if let Some(f) = first.take() {
+                        rest.extend_from_slice(&f);
+                    }
+                    rest.extend_from_slice(&chunk);
+                }
+            },
+        }
+    }
+    Ok(match first {
+        Some(only) => only,
+        None => Bytes::from(rest),
+    })
+}
+
+/// Why a response body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    Stalled(Stall),
+    Transport(reqwest::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt as _;
+
+    const LIMITS: Limits = Limits {
+        idle: Duration::from_millis(200),
+        response: Duration::from_millis(300),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_the_producer_never_times_out() {
+        let p = Progress::new(true);
+        p.producing();
+        let r = tokio::time::timeout(Duration::from_secs(3600), p.stalled(LIMITS, false)).await;
+        assert!(
+            r.is_err(),
+            "no stall while the producer is being waited for"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chunk_not_taken_within_idle_is_an_upload_stall() {
+        let p = Progress::new(true);
+        p.handed_off();
+        let started = tokio::time::Instant::now();
+        assert_eq!(p.stalled(LIMITS, false).await, Stall::Upload(LIMITS.idle));
+        assert_eq!(started.elapsed(), LIMITS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_body_waits_for_the_response_limit_unless_only_the_upload_matters() {
+        let p = Progress::new(false);
+        assert_eq!(
+            p.stalled(LIMITS, false).await,
+            Stall::Response(LIMITS.response)
+        );
+        assert_eq!(p.stalled(LIMITS, true).await, Stall::Upload(LIMITS.idle));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_resets_the_clock() {
+        let p = Progress::new(true);
+        let watch = p.stalled(LIMITS, false);
+        tokio::pin!(watch);
+        for _ in 0..10 {
+            tokio::select! {
+                s = &mut watch => panic!("stalled although progressing: {s:?}"),
+                () = tokio::time::sleep(Duration::from_millis(150)) => p.handed_off(),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_buffered_body_comes_in_chunks_and_marks_the_end() {
+        let p = Progress::new(true);
+        let data = Bytes::from(vec![7u8; CHUNK * 2 + 5]);
+        let body = BufferedBody::new(data.clone(), Arc::clone(&p));
+        let chunks: Vec<Bytes> = body.map(|c| c.unwrap()).collect().await;
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks.concat(), data.to_vec());
+        assert!(p.ended());
+    }
+}
