@@ -1,7 +1,7 @@
 //! The crate's error type: [`Error`], returned by [`run`](crate::run) and the runtime's APIs.
 
 use crate::config::ConfigError;
-use crate::registry::RegistryError;
+use crate::functions::registry::RegistryError;
 
 /// Everything that can stop a module. Each variant's message names the environment variable,
 /// file, alias or function involved and says what to do.

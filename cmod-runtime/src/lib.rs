@@ -49,27 +49,22 @@
 //!   `default-features = false` to leave the local servers out of the binary.
 
 pub mod auth;
-mod client;
+mod cli;
 pub mod config;
-pub mod context;
+mod context;
 pub mod discovery;
 pub mod env;
-pub mod error;
+mod error;
 pub mod foundry;
-mod function_call;
-pub mod invoke;
-pub mod job_loop;
-#[cfg(feature = "local")]
-mod local;
+mod functions;
 pub mod logging;
 pub mod pipeline;
-pub mod registry;
 mod run;
 pub mod schema;
-pub mod secret;
+mod secret;
 pub mod sources;
+mod transport;
 pub mod types;
-mod watchdog;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -79,15 +74,16 @@ pub mod __private;
 pub use cmod_macros::compute_function;
 pub use cmod_macros::pipeline;
 pub use config::RuntimeConfig;
-pub use context::Context;
+pub use context::{Context, ContextBuilder};
 pub use error::{Error, Result};
 pub use foundry::{FoundryClient, FoundryError};
-pub use invoke::{ErrorKind, JobError};
-pub use job_loop::FunctionsRuntime;
+pub use functions::{
+    DEFAULT_GRACE_PERIOD, ErrorKind, FunctionDef, FunctionsRuntime, GRACE_PERIOD_VAR, JobError,
+    JobFuture, JobInput, Output, Registry, RegistryBuilder, RegistryError,
+};
 pub use pipeline::{
     DatasetInput, DatasetOutput, MediaSetInput, MediaSetOutput, StreamInput, StreamOutput,
 };
-pub use registry::{FunctionDef, Registry};
 pub use run::{print_schemas, run, shutdown_signal};
 pub use secret::Secret;
 pub use sources::{Source, Sources};

@@ -10,17 +10,16 @@ pub use ::tokio;
 pub use ::tracing;
 
 pub use crate::context::Context;
-pub use crate::invoke::{ErrorKind, JobError, JobFuture, JobInput, Output};
-pub use crate::registry::FunctionDef;
+pub use crate::functions::{ErrorKind, FunctionDef, JobError, JobFuture, JobInput, Output};
 
 // `#[compute_function]`: decoding, calling, encoding (see `function_call.rs`).
-pub use crate::function_call::{
+pub use crate::functions::call::{
     ErrorTag, FunctionErrorType, FunctionResult, StreamTag, ViaDisplay, ViaIntoIterator,
     ViaNothing, ViaStdError, ViaStream, box_future, decode_input, encode_item, encode_value,
     into_result, iter_output, run_blocking, stream_output,
 };
 // `#[compute_function]`: compile-time checks, each spanned at the user's tokens.
-pub use crate::function_call::{
+pub use crate::functions::call::{
     FoundryMapKey, InputDeserialize, InputSchema, InputTag, KeyType, MapKeyTag, SendTag,
     ViaInputDeserialize, ViaInputSchema, ViaMap, ViaNoInputDeserialize, ViaNoInputSchema,
     ViaNotMap, ViaNotSend, ViaSend, assert_input, assert_map_key, assert_map_key_of,

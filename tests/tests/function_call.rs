@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use cmod_runtime::invoke::Output;
+use cmod_runtime::Output;
 use cmod_runtime::{Context, ErrorKind, FunctionDef, JobError, compute_function};
 use futures_util::StreamExt;
 use schemars::JsonSchema;

@@ -1,7 +1,7 @@
 //! Registration: automatic (every linked `#[compute_function]`) and explicit (the builder), and
 //! the startup error for two functions with one wire name.
 
-use cmod_runtime::registry::RegistryError;
+use cmod_runtime::RegistryError;
 use cmod_runtime::{Registry, compute_function, function};
 
 mod billing {

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use cmod_runtime::registry::RegistryError;
+use cmod_runtime::RegistryError;
 use cmod_runtime::schema::{DataType, FunctionSchema, Position, SchemaError};
 use cmod_runtime::types::{Binary, Date, Decimal, Timestamp};
 use cmod_runtime::{FunctionDef, Registry, compute_function, function};

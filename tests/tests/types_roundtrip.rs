@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 
-use cmod_runtime::invoke::Output;
+use cmod_runtime::Output;
 use cmod_runtime::schema::DataType;
 use cmod_runtime::types::{Binary, Date, Decimal, Timestamp};
 use cmod_runtime::{Context, ErrorKind, FunctionDef, JobError, compute_function};

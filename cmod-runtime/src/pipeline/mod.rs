@@ -638,7 +638,7 @@ async fn run_with(
         Some(Ok(Err(e))) => e,
         Some(Err(payload)) => PipelineError::Panicked {
             pipeline: def.name.to_owned(),
-            message: crate::function_call::panic_message(payload.as_ref()),
+            message: crate::functions::call::panic_message(payload.as_ref()),
         },
         None => {
             tracing::warn!(

@@ -23,7 +23,7 @@ fn unused(_: Context) -> bool {
 }
 
 #[compute_function]
-fn unused_named(_ctx: &cmod_runtime::context::Context) -> bool {
+fn unused_named(_ctx: &cmod_runtime::Context) -> bool {
     true
 }
 

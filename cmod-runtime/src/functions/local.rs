@@ -22,10 +22,10 @@ use cmod_local::{LocalRuntime, LocalRuntimeOptions};
 use tokio::sync::watch;
 
 use crate::config::RuntimeConfig;
-use crate::job_loop::FunctionsRuntime;
+use crate::functions::FunctionsRuntime;
 use crate::logging::{self, LogFormat};
-use crate::registry::Registry;
-use crate::run::Flags;
+use crate::functions::registry::Registry;
+use crate::cli::Flags;
 
 /// How long `--invoke` waits for one call.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -39,7 +39,7 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
     let registry = Registry::from_linked()?;
     let schemas = registry
         .schemas()
-        .map_err(crate::registry::RegistryError::from)?;
+        .map_err(crate::functions::registry::RegistryError::from)?;
 
     let invoke_port = match crate::env::var("CMOD_LOCAL_PORT") {
         Some(p) => p.trim().parse::<u16>().map_err(|_| {

@@ -18,8 +18,8 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use crate::config::RuntimeConfig;
-use crate::invoke::{ErrorKind, JobError, Output};
-use crate::watchdog::{self, BodyError, BufferedBody, Limits, Progress};
+use crate::functions::outcome::{ErrorKind, JobError, Output};
+use crate::transport::watchdog::{self, BodyError, BufferedBody, Limits, Progress};
 
 /// Header carrying the module auth token.
 const AUTH_HEADER: &str = "Module-Auth-Token";
@@ -664,7 +664,7 @@ impl RuntimeClient {
     ) -> Result<(), ClientError> {
         const DURING: &str = "posting a result";
         let mut backoff =
-            crate::job_loop::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+            crate::transport::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let mut attempt = 1;
         loop {
             let request = self.result_request(url.clone());
@@ -786,7 +786,7 @@ impl RuntimeClient {
         };
         let (data, ends) = (Bytes::from(replay.data), replay.ends);
         let mut backoff =
-            crate::job_loop::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+            crate::transport::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         for attempt in 2..=RESULT_ATTEMPTS {
             if !error.is_transient() {
                 break;

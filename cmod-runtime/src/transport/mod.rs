@@ -1,0 +1,7 @@
+//! HTTP transport shared by every client (runtime, Foundry, OAuth, sources): the backoff
+//! formula and idle timeouts.
+
+mod backoff;
+pub(crate) mod watchdog;
+
+pub(crate) use backoff::Backoff;
