@@ -9,7 +9,7 @@ use common::{RequestJson, ResponseJson};
 use std::time::Duration;
 
 use cmod_local::{LocalRuntime, LocalRuntimeOptions};
-use common::{BOUND, Module, error_message, eventually, quick};
+use common::{BOUND, Module, error_kind_and_message, error_message, eventually, quick};
 use serde_json::json;
 use tokio::time::timeout;
 
@@ -122,7 +122,9 @@ async fn malformed_json_gets_400_and_queues_nothing() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    let message = error_message(resp).await;
+    // The same shape as every other error (a function's error result included).
+    let (kind, message) = error_kind_and_message(resp).await;
+    assert_eq!(kind, "InvalidInput");
     assert!(
         message.contains("not valid JSON") && message.contains("`add`"),
         "{message}"
@@ -230,5 +232,164 @@ async fn unknown_invoke_routes_get_json_errors() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 405);
+    rt.shutdown().await;
+}
+
+/// A streamed body whose chunks the test sends one by one (`None` ends it, `Some(Err)` breaks
+/// it off mid-body).
+fn chunk_channel() -> (
+    tokio::sync::mpsc::UnboundedSender<Result<&'static str, std::io::Error>>,
+    reqwest::Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<&'static str, std::io::Error>>();
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    (tx, reqwest::Body::wrap_stream(stream))
+}
+
+#[tokio::test]
+async fn a_streamed_result_is_served_as_json_lines_as_the_items_arrive() {
+    let (rt, url) = start().await;
+    let m = Module::new(&rt);
+    let caller = tokio::spawn(async move {
+        http()
+            .post(format!("{url}/functions/count"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+    });
+    let (job_id, _, _) = m.next_job().await;
+    let (chunks, body) = chunk_channel();
+    let post = tokio::spawn(async move { m.post_result(&job_id, body).await.status() });
+    chunks.send(Ok("0")).unwrap();
+    let mut resp = timeout(BOUND, caller).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/x-ndjson"
+    );
+    // The first item is readable while the module has not produced the second.
+    let first = timeout(BOUND, resp.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"0\n");
+    chunks.send(Ok("{\"a\":")).unwrap();
+    chunks.send(Ok("[1,2]}")).unwrap();
+    chunks.send(Ok("\"three\"")).unwrap();
+    drop(chunks);
+    let rest = timeout(BOUND, resp.bytes()).await.unwrap().unwrap();
+    assert_eq!(&rest[..], b"{\"a\":[1,2]}\n\"three\"\n");
+    assert_eq!(timeout(BOUND, post).await.unwrap().unwrap(), 204);
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_streamed_call_reports_items_then_the_whole_result() {
+    use cmod_local::runtime::CallEvent;
+    let rt = LocalRuntime::start(quick()).await.unwrap();
+    let m = Module::new(&rt);
+    let mut call = rt.call_streamed("count", json!({}));
+    let (job_id, function, _) = m.next_job().await;
+    assert_eq!(
+        (job_id.as_str(), function.as_str()),
+        (call.job_id(), "count")
+    );
+    let (chunks, body) = chunk_channel();
+    let post = tokio::spawn({
+        let job_id = job_id.clone();
+        async move { m.post_result(&job_id, body).await.status() }
+    });
+    chunks.send(Ok("1")).unwrap();
+    assert!(matches!(
+        call.next(BOUND).await.unwrap(),
+        CallEvent::Streaming
+    ));
+    match call.next(BOUND).await.unwrap() {
+        CallEvent::Item(item) => assert_eq!(&item[..], b"1"),
+        other => panic!("expected the first item, got {other:?}"),
+    }
+    chunks.send(Ok("2")).unwrap();
+    drop(chunks);
+    match call.next(BOUND).await.unwrap() {
+        CallEvent::Item(item) => assert_eq!(&item[..], b"2"),
+        other => panic!("expected the second item, got {other:?}"),
+    }
+    match call.next(BOUND).await.unwrap() {
+        CallEvent::Done(result) => {
+            assert_eq!(result.body, b"12");
+            assert!(result.chunked);
+            assert_eq!(call.rest_after_items(&result), None);
+        }
+        other => panic!("expected the result, got {other:?}"),
+    }
+    assert_eq!(timeout(BOUND, post).await.unwrap().unwrap(), 204);
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stream_re_sent_after_an_interruption_is_reported_once() {
+    use cmod_local::runtime::CallEvent;
+    let rt = LocalRuntime::start(quick()).await.unwrap();
+    let m = Module::new(&rt);
+    let mut call = rt.call_streamed("count", json!({}));
+    let (job_id, _, _) = m.next_job().await;
+    // First attempt: one item, then the connection breaks off.
+    let (chunks, body) = chunk_channel();
+    let first = tokio::spawn({
+        let client = m.client.clone();
+        let url = m.url(&format!("results/{job_id}"));
+        let token = m.token.clone();
+        async move {
+            client
+                .post(url)
+                .header("Module-Auth-Token", token)
+                .body(body)
+                .send()
+                .await
+        }
+    });
+    chunks.send(Ok("{\"n\":0}")).unwrap();
+    assert!(matches!(
+        call.next(BOUND).await.unwrap(),
+        CallEvent::Streaming
+    ));
+    match call.next(BOUND).await.unwrap() {
+        CallEvent::Item(item) => assert_eq!(&item[..], b"{\"n\":0}"),
+        other => panic!("expected the first item, got {other:?}"),
+    }
+    chunks.send(Err(std::io::Error::other("cut"))).unwrap();
+    let _ = timeout(BOUND, first).await.unwrap();
+    // The module re-sends the whole body (not chunked, as a replay is).
+    assert_eq!(
+        m.post_result(&job_id, "{\"n\":0}{\"n\":1}").await.status(),
+        204
+    );
+    match call.next(BOUND).await.unwrap() {
+        CallEvent::Done(result) => {
+            assert_eq!(
+                call.rest_after_items(&result).as_deref(),
+                Some(&b"{\"n\":1}\n"[..])
+            );
+        }
+        other => panic!("expected the result, got {other:?}"),
+    }
+    rt.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_single_result_through_a_streamed_call_is_one_done_event() {
+    use cmod_local::runtime::CallEvent;
+    let rt = LocalRuntime::start(quick()).await.unwrap();
+    let m = Module::new(&rt);
+    let mut call = rt.call_streamed("add", json!({"x": 1, "y": 2}));
+    let (job_id, _, _) = m.next_job().await;
+    assert_eq!(m.post_result(&job_id, "3").await.status(), 204);
+    match call.next(BOUND).await.unwrap() {
+        CallEvent::Done(result) => assert_eq!(result.body, b"3"),
+        other => panic!("expected the result, got {other:?}"),
+    }
     rt.shutdown().await;
 }

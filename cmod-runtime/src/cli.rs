@@ -1,11 +1,59 @@
 //! The command-line flags [`run`](crate::run) understands; everything else is left to the
 //! module. Shared by `run` and local mode.
 
-/// Command-line flags `run` understands (everything else is left to the module).
+/// The usage text printed by `--help`.
+pub(crate) const USAGE: &str = "\
+A Foundry compute module built with cmod.
+
+Usage: MODULE [OPTIONS]
+
+In Foundry the module needs no arguments: the mode and its settings come from the environment.
+
+Options:
+  --local                  Run on the embedded local runtime and local Foundry (or CMOD_LOCAL=1)
+  --invoke NAME [JSON]     With --local: call function NAME with JSON inputs (default {}), print
+                           the result and exit; repeatable. Exits non-zero if a call returned an
+                           error. A streamed result prints one JSON value per line as it arrives.
+  --functions              Run in functions mode (needed when the binary also has a #[pipeline];
+                           or CMOD_MODE=functions)
+  --pipeline               Run the #[pipeline] (or CMOD_MODE=pipeline)
+  --print-schemas          Print the function schemas Foundry would receive, and exit
+  -h, --help               Print this help, and exit
+
+Environment: CMOD_LOCAL=1, CMOD_LOCAL_PORT, CMOD_LOCAL_DATA, CMOD_MODE, RUST_LOG, NO_COLOR.
+";
+
+/// Which mode a binary that links both `#[compute_function]`s and a `#[pipeline]` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Functions,
+    Pipeline,
+}
+
+/// The variable that chooses the mode of a binary with both kinds of entry points.
+pub(crate) const MODE_VAR: &str = "CMOD_MODE";
+
+impl Mode {
+    /// `CMOD_MODE`, if set.
+    pub(crate) fn from_env(value: Option<String>) -> Result<Option<Self>, crate::Error> {
+        match value.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some("functions") => Ok(Some(Mode::Functions)),
+            Some("pipeline") => Ok(Some(Mode::Pipeline)),
+            Some(other) => Err(crate::Error::Usage(format!(
+                "{MODE_VAR}=`{other}` is not a mode: use `functions` or `pipeline`"
+            ))),
+        }
+    }
+}
+
+/// Command-line flags `run` understands. Anything else is a usage error.
 #[derive(Debug, Default)]
 pub(crate) struct Flags {
+    pub(crate) help: bool,
     pub(crate) print_schemas: bool,
     pub(crate) local: bool,
+    pub(crate) mode: Option<Mode>,
     /// `--invoke NAME [JSON]`, repeatable (local mode only).
     pub(crate) invoke: Vec<(String, String)>,
 }
@@ -14,10 +62,22 @@ impl Flags {
     pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, crate::Error> {
         let mut flags = Flags::default();
         let mut args = args.into_iter().peekable();
+        let set_mode = |flags: &mut Flags, mode: Mode| match flags.mode {
+            Some(m) if m != mode => Err(crate::Error::Usage(
+                "`--functions` and `--pipeline` exclude each other: choose one".into(),
+            )),
+            _ => {
+                flags.mode = Some(mode);
+                Ok(())
+            }
+        };
         while let Some(arg) = args.next() {
             match arg.as_str() {
+                "-h" | "--help" => flags.help = true,
                 "--print-schemas" => flags.print_schemas = true,
                 "--local" => flags.local = true,
+                "--functions" => set_mode(&mut flags, Mode::Functions)?,
+                "--pipeline" => set_mode(&mut flags, Mode::Pipeline)?,
                 "--invoke" => {
                     let name = args.next().ok_or_else(|| {
                         crate::Error::Usage(
@@ -31,8 +91,17 @@ impl Flags {
                     };
                     flags.invoke.push((name, input));
                 }
-                _ => {}
+                other => {
+                    return Err(crate::Error::Usage(format!(
+                        "unknown argument `{other}`; run with `--help` for the options"
+                    )));
+                }
             }
+        }
+        if flags.mode == Some(Mode::Pipeline) && !flags.invoke.is_empty() {
+            return Err(crate::Error::Usage(
+                "`--invoke` calls functions: it cannot be combined with `--pipeline`".into(),
+            ));
         }
         Ok(flags)
     }
@@ -85,9 +154,31 @@ mod tests {
     }
 
     #[test]
-    fn parses_flags_and_ignores_the_rest() {
+    fn parses_flags_and_rejects_the_rest() {
+        let e = Flags::parse(args(&["--local", "--foo"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown argument `--foo`") && e.contains("--help"),
+            "{e}"
+        );
+        let e = Flags::parse(args(&["stray"])).unwrap_err().to_string();
+        assert!(e.contains("unknown argument `stray`"), "{e}");
+        assert!(Flags::parse(args(&["-h"])).unwrap().help);
+        assert!(Flags::parse(args(&["--help"])).unwrap().help);
+        assert!(Flags::parse(args(&["--functions", "--pipeline"])).is_err());
+        assert!(Flags::parse(args(&["--pipeline", "--invoke", "add"])).is_err());
+        assert_eq!(
+            Flags::parse(args(&["--pipeline"])).unwrap().mode,
+            Some(Mode::Pipeline)
+        );
+        assert_eq!(
+            Mode::from_env(Some("functions".into())).unwrap(),
+            Some(Mode::Functions)
+        );
+        assert_eq!(Mode::from_env(None).unwrap(), None);
+        assert!(Mode::from_env(Some("both".into())).is_err());
         let f = Flags::parse(args(&[
-            "--foo",
             "--local",
             "--invoke",
             "add",

@@ -32,6 +32,16 @@ pub enum Error {
     /// A Foundry API call failed.
     #[error(transparent)]
     Foundry(Box<crate::foundry::FoundryError>),
+    /// A function called with `--invoke` returned an error result (the process exits non-zero).
+    #[error("`{function}` returned an error ({kind}): {message}")]
+    Invoke {
+        /// The function called.
+        function: String,
+        /// The error result's `kind`.
+        kind: String,
+        /// The error result's `message`.
+        message: String,
+    },
     /// The command line was used wrongly.
     #[error("{0}")]
     Usage(String),

@@ -64,6 +64,10 @@ pub fn init(format: LogFormat) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_target(false)
+                    .with_ansi(colours(
+                        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                        crate::env::var("NO_COLOR"),
+                    ))
                     .with_writer(std::io::stderr)
                     .compact(),
             )
@@ -72,6 +76,12 @@ pub fn init(format: LogFormat) {
     };
     // Already initialised (by the user or an earlier call): keep theirs.
     let _ = result;
+}
+
+/// Whether readable (local) logs use colours: only on a terminal, and never when `NO_COLOR`
+/// is set to anything non-empty (<https://no-color.org>).
+fn colours(terminal: bool, no_color: Option<String>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// A [`Layer`] writing SLS JSON lines to `W`.
@@ -249,6 +259,14 @@ impl Visit for JsonVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(colours(true, None));
+        assert!(colours(true, Some(String::new())));
+        assert!(!colours(true, Some("1".into())));
+        assert!(!colours(false, None));
+    }
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]

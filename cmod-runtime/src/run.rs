@@ -1,6 +1,6 @@
 //! [`run`]: the entry point that picks the execution mode from the environment.
 
-use crate::cli::{Flags, utf8_args};
+use crate::cli::{Flags, MODE_VAR, Mode, USAGE, utf8_args};
 use crate::config::{LOCAL_OPT_IN_VAR, RuntimeConfig};
 use crate::functions::FunctionsRuntime;
 use crate::functions::Registry;
@@ -30,10 +30,14 @@ fn local_opt_in() -> bool {
 /// SIGTERM/SIGINT.
 pub async fn run() -> crate::Result<()> {
     let flags = Flags::parse(utf8_args(std::env::args_os().skip(1))?)?;
+    if flags.help {
+        print!("{USAGE}");
+        return Ok(());
+    }
     if flags.print_schemas {
         return print_schemas();
     }
-    let pipeline = crate::pipeline::registered()?;
+    let pipeline = choose_mode(&flags, crate::pipeline::registered()?)?;
     if flags.local || local_opt_in() {
         #[cfg(feature = "local")]
         return match pipeline {
@@ -72,6 +76,35 @@ pub async fn run() -> crate::Result<()> {
     let registry = Registry::from_linked()?;
     crate::sources::check_required_sources()?;
     FunctionsRuntime::new(config, registry).run().await
+}
+
+/// The pipeline to run, or `None` for functions mode. A binary that links both
+/// `#[compute_function]`s and a `#[pipeline]` must say which (`--functions` / `--pipeline` or
+/// `CMOD_MODE`); `--invoke` means functions mode.
+fn choose_mode(
+    flags: &Flags,
+    pipeline: Option<&'static crate::pipeline::PipelineDef>,
+) -> crate::Result<Option<&'static crate::pipeline::PipelineDef>> {
+    let chosen = match flags.mode {
+        Some(mode) => Some(mode),
+        None if !flags.invoke.is_empty() => Some(Mode::Functions),
+        None => Mode::from_env(crate::env::var(MODE_VAR))?,
+    };
+    let functions = inventory::iter::<crate::functions::FunctionDef>
+        .into_iter()
+        .count();
+    match (chosen, pipeline) {
+        (Some(Mode::Functions), _) => Ok(None),
+        (Some(Mode::Pipeline), Some(def)) => Ok(Some(def)),
+        (Some(Mode::Pipeline), None) => Err(crate::Error::Usage(
+            "pipeline mode was chosen (`--pipeline` or CMOD_MODE=pipeline) but this binary has no #[pipeline]".into(),
+        )),
+        (None, Some(def)) if functions > 0 => Err(crate::Error::Usage(format!(
+            "this binary has both {functions} #[compute_function](s) and the #[pipeline] `{}`: choose the mode with `--functions` / `--pipeline` or {MODE_VAR}=functions|pipeline",
+            def.name
+        ))),
+        (None, pipeline) => Ok(pipeline),
+    }
 }
 
 /// Prints the schemas of every linked function to stdout.

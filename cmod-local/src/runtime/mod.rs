@@ -13,6 +13,7 @@ mod invoke;
 mod routes;
 mod state;
 mod supervisor;
+mod watch;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ pub use error::LocalError;
 pub use faults::Faults;
 pub use invoke::DEFAULT_INVOKE_TIMEOUT;
 pub use routes::{BODY_LIMIT, PREFIX as API_PREFIX};
+pub use watch::{CallEvent, ItemSplitter, StreamedCall};
 
 use files::RuntimeFiles;
 use ids::IdGen;
@@ -432,6 +434,13 @@ impl LocalRuntime {
     ) -> Result<JobResult, LocalError> {
         let job_id = self.enqueue(function, query);
         self.wait_result(&job_id, timeout).await
+    }
+
+    /// Ends every open long-poll now: each answers 204 (no job) at once instead of at the end of
+    /// its long-poll timeout. A module stopping its job loop then stops without waiting for its
+    /// last poll (the embedded runtime calls this when `--invoke` is done).
+    pub fn end_open_polls(&self) {
+        self.inner.state.interrupt_polls();
     }
 
     /// The function a job was enqueued for.

@@ -17,7 +17,10 @@ use futures_util::StreamExt as _;
 use super::JobResult;
 use super::faults::ResultFault;
 use super::state::{Counters, ResultRejection, State};
+use super::watch::Progress;
 use crate::https::AbortConnection;
+use bytes::BytesMut;
+use tokio::sync::mpsc;
 
 /// Path prefix of the runtime API routes (`{PREFIX}/job`, `{PREFIX}/results/{jobId}`, …).
 pub const PREFIX: &str = "/interactive-module/api/internal-query";
@@ -96,6 +99,49 @@ pub(crate) async fn read_body(body: Body, route: &str) -> Result<Bytes, Response
     })
 }
 
+/// [`read_body`], reporting the attempt and each piece of the body to `watcher` as it is read.
+async fn read_body_watched(
+    body: Body,
+    route: &str,
+    watcher: &mpsc::UnboundedSender<Progress>,
+    chunked: bool,
+) -> Result<Bytes, Response> {
+    use http_body_util::BodyExt as _;
+    let _ = watcher.send(Progress::Started { chunked });
+    let mut body = body;
+    let mut collected = BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => return Ok(collected.freeze()),
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if collected.len() + data.len() > BODY_LIMIT {
+                    let _ = watcher.send(Progress::Interrupted);
+                    return Err(error_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        route,
+                        format!(
+                            "request body is larger than the local runtime's limit of {BODY_LIMIT} bytes"
+                        ),
+                    ));
+                }
+                collected.extend_from_slice(&data);
+                let _ = watcher.send(Progress::Chunk(data));
+            }
+            Some(Err(e)) => {
+                let _ = watcher.send(Progress::Interrupted);
+                return Err(error_response(
+                    StatusCode::BAD_REQUEST,
+                    route,
+                    format!("could not read the request body: {e}"),
+                ));
+            }
+        }
+    }
+}
+
 fn injected(state: &State, status: StatusCode, route: &str) -> Response {
     Counters::bump(&state.counters.rejected_by_fault);
     tracing::debug!(
@@ -168,7 +214,26 @@ async fn post_result(
             Err(response) => return response,
         },
     };
-    let bytes = match read_body(body, ROUTE).await {
+    let chunked = headers.get_all(header::TRANSFER_ENCODING).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.to_ascii_lowercase().contains("chunked"))
+    });
+    // A watched job (a streamed `--invoke` / invoke-API call) sees its body as it is read.
+    let watcher = match &job_id {
+        Ok(Path(id))
+            if headers
+                .get(AUTH_HEADER)
+                .is_some_and(|v| state.token_matches(v.as_bytes())) =>
+        {
+            state.watcher(id)
+        }
+        _ => None,
+    };
+    let read = match watcher {
+        None => read_body(body, ROUTE).await,
+        Some(watcher) => read_body_watched(body, ROUTE, &watcher, chunked).await,
+    };
+    let bytes = match read {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -188,10 +253,6 @@ async fn post_result(
     if let Some(status) = state.faults.result_fault() {
         return injected(&state, status, ROUTE);
     }
-    let chunked = headers.get_all(header::TRANSFER_ENCODING).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.to_ascii_lowercase().contains("chunked"))
-    });
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -10,11 +10,12 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::error::LocalError;
 use super::faults::FaultState;
 use super::ids::IdGen;
+use super::watch::Progress;
 use super::{JobResult, JobSpec, Stats};
 
 /// A job's place in its life cycle.
@@ -51,6 +52,8 @@ struct JobRecord {
     waiters: Vec<oneshot::Sender<()>>,
     /// The caller gave up: a late result is acknowledged but its body is not kept.
     abandoned: bool,
+    /// Sees the result body as it arrives (a streamed call); closed once the result is in.
+    watcher: Option<mpsc::UnboundedSender<Progress>>,
 }
 
 /// A set of job counters (see [`IdGen::counter_of`]): one bit per job.
@@ -309,6 +312,34 @@ impl State {
 
     /// Queues a job and wakes one waiting long-poll.
     pub(crate) fn enqueue(&self, spec: JobSpec) -> String {
+        self.enqueue_with(spec, None)
+    }
+
+    /// Queues a job whose result body is reported to `watcher` as it arrives (registered before
+    /// the job can be handed out, so no byte is missed).
+    pub(crate) fn enqueue_watched(
+        &self,
+        spec: JobSpec,
+    ) -> (String, mpsc::UnboundedReceiver<Progress>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (self.enqueue_with(spec, Some(tx)), rx)
+    }
+
+    /// The watcher of a job in flight, if its caller asked for one.
+    pub(crate) fn watcher(&self, job_id: &str) -> Option<mpsc::UnboundedSender<Progress>> {
+        let jobs = lock(&self.jobs);
+        let record = jobs.records.get(job_id)?;
+        match record.state {
+            JobState::InFlight => record.watcher.clone(),
+            _ => None,
+        }
+    }
+
+    fn enqueue_with(
+        &self,
+        spec: JobSpec,
+        watcher: Option<mpsc::UnboundedSender<Progress>>,
+    ) -> String {
         let mut jobs = lock(&self.jobs);
         let mut job_id = match &spec.job_id {
             Some(id) if !jobs.records.contains_key(id) && !jobs.is_retired(&self.ids, id) => {
@@ -326,6 +357,7 @@ impl State {
                 state: JobState::Queued(Box::new(spec)),
                 waiters: Vec::new(),
                 abandoned: false,
+                watcher,
             },
         );
         jobs.queue.push_back(job_id.clone());
@@ -429,6 +461,9 @@ impl State {
         jobs.in_flight.remove(job_id);
         // Count before waking the waiter, so whoever received the result sees it counted.
         Counters::bump(&self.counters.results_accepted);
+        if let Some(watcher) = record.watcher.take() {
+            let _ = watcher.send(Progress::Accepted);
+        }
         if record.abandoned {
             // Nobody will take it.
             jobs.retire(&self.ids, job_id);
@@ -449,6 +484,7 @@ impl State {
         for (_, id) in &dropped {
             if let Some(record) = jobs.records.get_mut(id) {
                 record.state = JobState::Dropped;
+                record.watcher = None;
                 record.wake();
             }
         }
@@ -512,6 +548,7 @@ impl State {
         match record.state {
             JobState::Queued(_) => {
                 record.state = JobState::Cancelled;
+                record.watcher = None;
                 record.wake();
             }
             JobState::Answered(_) => {

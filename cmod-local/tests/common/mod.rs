@@ -117,13 +117,30 @@ pub fn quick() -> LocalRuntimeOptions {
     }
 }
 
-/// The `{"error": …}` message of a JSON error response.
+/// The message of a JSON error response: `{"error": {"kind", "message"}}` (invoke API) or
+/// `{"error": "…"}` (the runtime's own routes).
 pub async fn error_message(resp: reqwest::Response) -> String {
     let v: serde_json::Value = resp.json_value().await;
-    v["error"]
+    let error = &v["error"];
+    if error.is_object() {
+        assert!(error["kind"].is_string(), "an error `kind`: {v}");
+    }
+    error["message"]
         .as_str()
+        .or(error.as_str())
         .expect("a JSON {\"error\": ...} body")
         .to_owned()
+}
+
+/// The `kind` of an invoke-API error response `{"error": {"kind", "message"}}`.
+pub async fn error_kind_and_message(resp: reqwest::Response) -> (String, String) {
+    let v: serde_json::Value = resp.json_value().await;
+    let kind = v["error"]["kind"].as_str();
+    let message = v["error"]["message"].as_str();
+    match (kind, message) {
+        (Some(k), Some(m)) => (k.to_owned(), m.to_owned()),
+        _ => panic!("expected {{\"error\": {{\"kind\", \"message\"}}}}, got {v}"),
+    }
 }
 
 /// Waits (bounded) until `cond` holds, checking every 10 ms.

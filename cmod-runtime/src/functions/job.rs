@@ -30,6 +30,7 @@ pub(super) async fn run_job(shared: &Shared, job: Job) {
         let job_id = job.job_id.clone();
         let outcome = execute(shared, job, span.clone()).await;
         let mut kind = outcome.as_ref().err().map(JobError::kind);
+        let mut message = outcome.as_ref().err().map(|e| e.message().to_owned());
         let delivery = if matches!(outcome, Ok(Output::Stream(_))) {
             // A streamed result is produced while it is delivered: the hard stop applies to
             // its delivery too. Dropping the post aborts it mid-body (the runtime records
@@ -43,10 +44,9 @@ pub(super) async fn run_job(shared: &Shared, job: Job) {
                 Some(delivery) => delivery,
                 None => {
                     kind = Some(ErrorKind::Shutdown);
-                    shared
-                        .client
-                        .deliver_error(&job_id, &shutdown_error())
-                        .await
+                    let error = shutdown_error();
+                    message = Some(error.message().to_owned());
+                    shared.client.deliver_error(&job_id, &error).await
                 }
             }
         } else {
@@ -57,7 +57,11 @@ pub(super) async fn run_job(shared: &Shared, job: Job) {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "job succeeded"
             ),
-            (Some(kind), Delivery::Error) => tracing::info!(error_kind = %kind, "job failed"),
+            (Some(kind), Delivery::Error) => tracing::info!(
+                error_kind = %kind,
+                error_message = message.as_deref().unwrap_or_default(),
+                "job failed"
+            ),
             (_, Delivery::Replaced) => tracing::warn!("job result replaced by a delivery error"),
             (_, Delivery::Lost) => tracing::error!("job result could not be delivered"),
             _ => {}

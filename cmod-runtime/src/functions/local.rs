@@ -17,6 +17,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use cmod_local::foundry::{LocalFoundry, LocalFoundryOptions, LocalSource};
+use cmod_local::runtime::CallEvent;
 use cmod_local::tls::LocalCa;
 use cmod_local::{LocalRuntime, LocalRuntimeOptions};
 use tokio::sync::watch;
@@ -88,7 +89,19 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
     };
 
     let _ = stop_tx.send(true);
-    let module_result = match tokio::time::timeout(Duration::from_secs(30), module).await {
+    // A stopping job loop lets a poll under way finish (up to 2 s, for a job it may bring);
+    // here no job can come, so end open polls at once instead of waiting them out.
+    let stopped = async {
+        let mut module = module;
+        loop {
+            runtime.end_open_polls();
+            tokio::select! {
+                r = &mut module => break r,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    };
+    let module_result = match tokio::time::timeout(Duration::from_secs(30), stopped).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(local_err("the job loop stopped unexpectedly", e)),
         Err(_) => Err(crate::Error::Local(
@@ -128,22 +141,98 @@ async fn invoke_all(runtime: &LocalRuntime, calls: &[(String, String)]) -> crate
         .wait_for_schemas(Duration::from_secs(30))
         .await
         .map_err(|e| local_err("the module did not register its functions", e))?;
+    let mut failed = None;
     for (name, input) in calls {
         let query: serde_json::Value = serde_json::from_str(input).map_err(|e| {
             crate::Error::Usage(format!(
                 "the input of `--invoke {name}` is not valid JSON: {e}"
             ))
         })?;
-        let result = runtime
-            .call(name, query, INVOKE_TIMEOUT)
-            .await
-            .map_err(|e| local_err(&format!("calling `{name}`"), e))?;
-        println!(
-            "{name}({input}) => {}",
-            String::from_utf8_lossy(&result.body)
-        );
+        if let Some(error) = invoke_one(runtime, name, input, query).await? {
+            failed.get_or_insert(error);
+        }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
+}
+
+/// Calls one function and prints its result: `name(input) => value` on one line, or for a
+/// streamed result `name(input) => stream` followed by one JSON value per line as the items
+/// arrive and `end of stream (N items)`. Returns the error the function returned, if any.
+async fn invoke_one(
+    runtime: &LocalRuntime,
+    name: &str,
+    input: &str,
+    query: serde_json::Value,
+) -> crate::Result<Option<crate::Error>> {
+    use std::io::Write as _;
+    let io = |source| crate::Error::Io {
+        context: "writing the result to stdout".into(),
+        source,
+    };
+    let calling = |e| local_err(&format!("calling `{name}`"), e);
+    let mut call = runtime.call_streamed(name, query);
+    let mut items = 0usize;
+    let mut streaming = false;
+    loop {
+        // An idle bound: a stream that keeps producing is never cut off.
+        match call.next(INVOKE_TIMEOUT).await.map_err(calling)? {
+            CallEvent::Streaming => {
+                streaming = true;
+                println!("{name}({input}) => stream");
+            }
+            CallEvent::Item(item) => {
+                items += 1;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&item).map_err(io)?;
+                out.write_all(b"\n").map_err(io)?;
+                out.flush().map_err(io)?;
+            }
+            CallEvent::Done(result) => {
+                let error = invoke_error(name, &result.body);
+                if !streaming {
+                    println!(
+                        "{name}({input}) => {}",
+                        String::from_utf8_lossy(&result.body)
+                    );
+                } else {
+                    if let Some(rest) = call.rest_after_items(&result) {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&rest).map_err(io)?;
+                    }
+                    println!("end of stream ({items} items)");
+                }
+                return Ok(error);
+            }
+        }
+    }
+}
+
+/// The error a function returned, if `body` is an error result
+/// (`{"error": {"kind": …, "message": …}}`, see `outcome.rs`).
+fn invoke_error(function: &str, body: &[u8]) -> Option<crate::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ErrorResult {
+        error: ErrorBody,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ErrorBody {
+        kind: String,
+        message: String,
+    }
+    // A streamed result that ended with an error item carries it last.
+    let last = serde_json::Deserializer::from_slice(body)
+        .into_iter::<serde_json::Value>()
+        .filter_map(Result::ok)
+        .last()?;
+    let ErrorResult { error } = serde_json::from_value(last).ok()?;
+    crate::functions::ErrorKind::from_wire(&error.kind)?;
+    Some(crate::Error::Invoke {
+        function: function.to_owned(),
+        kind: error.kind,
+        message: error.message,
+    })
 }
 
 async fn serve(

@@ -74,6 +74,21 @@ impl ErrorKind {
             ErrorKind::ResultDeliveryFailed => "ResultDeliveryFailed",
         }
     }
+
+    /// The kind with this wire name, if any.
+    pub(crate) fn from_wire(name: &str) -> Option<Self> {
+        [
+            ErrorKind::UnknownFunction,
+            ErrorKind::InvalidInput,
+            ErrorKind::FunctionError,
+            ErrorKind::Panic,
+            ErrorKind::SerializationError,
+            ErrorKind::Shutdown,
+            ErrorKind::ResultDeliveryFailed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
 }
 
 impl fmt::Display for ErrorKind {

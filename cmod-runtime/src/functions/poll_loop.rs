@@ -58,7 +58,12 @@ impl PollLoop<'_> {
                     shutting_down = true;
                     match tokio::time::timeout(POLL_DRAIN, &mut poll).await {
                         Ok(r) => r,
-                        Err(_) => break,
+                        Err(_) => {
+                            tracing::debug!(
+                                "the poll under way did not finish within {POLL_DRAIN:?} of the shutdown; stopping without it"
+                            );
+                            break;
+                        }
                     }
                 }
                 r = &mut poll => r,

@@ -90,7 +90,15 @@ pub async fn run_local_pipeline(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), crate::Error> {
     let data_dir = local_data_dir();
+    let created = !data_dir.exists();
     let prepared = start_local(def, data_dir.clone()).await?;
+    if created {
+        let shown = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
+        tracing::info!(
+            "created the local data directory {} (set {LOCAL_DATA_VAR} to use another)",
+            shown.display()
+        );
+    }
     if !crate::env::install_overlay(prepared.env.iter().cloned()) {
         return Err(crate::Error::Local(
             "the environment overlay was already installed; cannot point the pipeline at the \
