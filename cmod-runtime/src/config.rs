@@ -134,7 +134,7 @@ const FUNCTIONS_MARKERS: &[&str] = &[
 ];
 
 /// Whether any functions-mode variable is set.
-pub fn has_functions_environment(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
+pub(crate) fn has_functions_environment(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
     FUNCTIONS_MARKERS
         .iter()
         .any(|v| lookup(v).is_some_and(|s| !s.is_empty()))
@@ -146,7 +146,7 @@ pub(crate) fn var(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option
 }
 
 /// Reads a token file: trimmed contents; an error names the variable and the file.
-pub fn read_token_file(var: &str, path: &Path) -> Result<Secret, Problem> {
+pub(crate) fn read_token_file(var: &str, path: &Path) -> Result<Secret, Problem> {
     match std::fs::read_to_string(path) {
         Ok(s) if s.trim().is_empty() => Err(Problem {
             var: var.to_owned(),
@@ -161,7 +161,7 @@ pub fn read_token_file(var: &str, path: &Path) -> Result<Secret, Problem> {
 }
 
 /// Reads the CA certificates of a PEM file; an error names the variable and the file.
-pub fn read_ca_file(var: &'static str, path: &Path) -> Result<TrustedCa, Problem> {
+pub(crate) fn read_ca_file(var: &'static str, path: &Path) -> Result<TrustedCa, Problem> {
     let problem = |message: String| Problem {
         var: var.to_owned(),
         message,
@@ -185,8 +185,8 @@ pub fn read_ca_file(var: &'static str, path: &Path) -> Result<TrustedCa, Problem
 }
 
 impl RuntimeConfig {
-    /// Reads the environment (the process environment, plus the local-mode overlay of
-    /// [`crate::env`]).
+    /// Reads the environment (the process environment, plus the variables the embedded local
+    /// runtime points the module at).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(crate::env::lookup())
     }

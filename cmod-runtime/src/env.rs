@@ -12,13 +12,14 @@ static OVERLAY: OnceLock<HashMap<String, String>> = OnceLock::new();
 
 /// Installs variables that take precedence over the process environment. Only the first call
 /// has an effect; returns `false` if an overlay was already installed.
-pub fn install_overlay(vars: impl IntoIterator<Item = (String, String)>) -> bool {
+#[cfg(feature = "local")]
+pub(crate) fn install_overlay(vars: impl IntoIterator<Item = (String, String)>) -> bool {
     OVERLAY.set(vars.into_iter().collect()).is_ok()
 }
 
 /// Reads a variable: the overlay first, then the process environment. Empty values count as
 /// unset.
-pub fn var(name: &str) -> Option<String> {
+pub(crate) fn var(name: &str) -> Option<String> {
     OVERLAY
         .get()
         .and_then(|o| o.get(name).cloned())
@@ -27,6 +28,6 @@ pub fn var(name: &str) -> Option<String> {
 }
 
 /// [`var`] as a `&dyn Fn` lookup, the form the `from_lookup` constructors take.
-pub fn lookup() -> &'static (dyn Fn(&str) -> Option<String> + Sync) {
+pub(crate) fn lookup() -> &'static (dyn Fn(&str) -> Option<String> + Sync) {
     &var
 }

@@ -47,13 +47,15 @@
 //!
 //! * `local` (default): the embedded local runtime. Build production images with
 //!   `default-features = false` to leave the local servers out of the binary.
+//! * `testing`: hooks for tests that run a module in-process against the local servers
+//!   (`cmod_runtime::testing`); enable it in `[dev-dependencies]` only.
 
 pub mod auth;
 mod cli;
 pub mod config;
 mod context;
 pub mod discovery;
-pub mod env;
+mod env;
 mod error;
 pub mod foundry;
 mod functions;
@@ -63,6 +65,8 @@ mod run;
 pub mod schema;
 mod secret;
 pub mod sources;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transport;
 pub mod types;
 

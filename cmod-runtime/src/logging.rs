@@ -39,7 +39,7 @@ pub enum LogFormat {
 }
 
 /// The env filter: `CMOD_LOG`, else `RUST_LOG`, else `info`.
-pub fn env_filter() -> EnvFilter {
+pub(crate) fn env_filter() -> EnvFilter {
     let directives = crate::env::var("CMOD_LOG")
         .or_else(|| crate::env::var("RUST_LOG"))
         .unwrap_or_else(|| "info".to_owned());

@@ -719,7 +719,7 @@ async fn local_mode_maps_missing_aliases_to_new_resources() {
     )
     .unwrap();
     let def = cmod_runtime::pipeline_def!(count_files);
-    let local = cmod_runtime::pipeline::local::start_local(def, dir.path().to_owned())
+    let local = cmod_runtime::testing::start_local_pipeline(def, dir.path().to_owned())
         .await
         .unwrap();
     let store = local.foundry.data();

@@ -76,6 +76,7 @@ impl ErrorKind {
     }
 
     /// The kind with this wire name, if any.
+    #[cfg(feature = "local")]
     pub(crate) fn from_wire(name: &str) -> Option<Self> {
         [
             ErrorKind::UnknownFunction,

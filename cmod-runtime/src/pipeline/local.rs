@@ -16,10 +16,10 @@ use cmod_local::foundry::{LocalFoundry, LocalFoundryOptions};
 use super::{PipelineDef, ResourceKind};
 
 /// The variable naming the local data directory.
-pub const LOCAL_DATA_VAR: &str = "CMOD_LOCAL_DATA";
+pub(crate) const LOCAL_DATA_VAR: &str = "CMOD_LOCAL_DATA";
 
 /// The local data directory: `CMOD_LOCAL_DATA`, or `./cmod-local-data`.
-pub fn local_data_dir() -> PathBuf {
+pub(crate) fn local_data_dir() -> PathBuf {
     crate::env::var(LOCAL_DATA_VAR)
         .map(|d| PathBuf::from(d.trim()))
         .unwrap_or_else(|| PathBuf::from("cmod-local-data"))
@@ -38,7 +38,7 @@ fn local_kind(kind: ResourceKind) -> LocalKind {
 pub struct LocalPipeline {
     /// The running local Foundry.
     pub foundry: LocalFoundry,
-    /// The variables to install (with [`crate::env::install_overlay`]) before running the
+    /// The variables to install (with `cmod_runtime::testing::install_env_overlay`) before running the
     /// pipeline: `RESOURCE_ALIAS_MAP`, `BUILD2_TOKEN`, `FOUNDRY_SERVICE_DISCOVERY_V2`,
     /// `DEFAULT_CA_PATH`, `FOUNDRY_URL`.
     pub env: Vec<(String, String)>,
@@ -85,7 +85,7 @@ pub async fn start_local(
 /// Runs the linked pipeline on a local Foundry: starts it on [`local_data_dir`], installs the
 /// run's variables as the environment overlay, runs the pipeline until it ends or `shutdown`
 /// completes, and stops the local Foundry.
-pub async fn run_local_pipeline(
+pub(crate) async fn run_local_pipeline(
     def: &'static PipelineDef,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), crate::Error> {

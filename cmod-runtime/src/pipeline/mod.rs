@@ -106,7 +106,7 @@ mod reader;
 mod stream;
 
 #[cfg(feature = "local")]
-pub mod local;
+pub(crate) mod local;
 
 use std::fmt;
 use std::future::Future;
@@ -199,7 +199,7 @@ macro_rules! pipeline_def {
 
 /// The `#[pipeline]` linked into this binary: `Ok(None)` when there is none, an error naming
 /// both when there are several.
-pub fn registered() -> Result<Option<&'static PipelineDef>, PipelineError> {
+pub(crate) fn registered() -> Result<Option<&'static PipelineDef>, PipelineError> {
     let mut found: Option<&'static PipelineDef> = None;
     for def in inventory::iter::<PipelineDef> {
         match found {
@@ -222,7 +222,7 @@ pub fn registered() -> Result<Option<&'static PipelineDef>, PipelineError> {
 
 /// Whether the environment looks like pipeline mode (`BUILD2_TOKEN` or `RESOURCE_ALIAS_MAP`
 /// set).
-pub fn has_pipeline_environment(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
+pub(crate) fn has_pipeline_environment(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
     [crate::auth::PIPELINE_TOKEN_VAR, RESOURCE_ALIAS_MAP_VAR]
         .iter()
         .any(|v| crate::config::var(lookup, v).is_some())

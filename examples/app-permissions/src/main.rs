@@ -77,7 +77,7 @@ mod tests {
         let foundry = LocalFoundry::start(LocalFoundryOptions::default())
             .await
             .unwrap();
-        assert!(cmod_runtime::env::install_overlay(foundry.env()));
+        assert!(cmod_runtime::testing::install_env_overlay(foundry.env()));
 
         let me = tokio::time::timeout(std::time::Duration::from_secs(30), whoami())
             .await

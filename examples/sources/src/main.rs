@@ -95,7 +95,7 @@ mod tests {
         })
         .await
         .unwrap();
-        assert!(cmod_runtime::env::install_overlay(foundry.env()));
+        assert!(cmod_runtime::testing::install_env_overlay(foundry.env()));
         cmod_runtime::sources::check_required_sources().unwrap();
 
         let ctx = Context::for_test("job-1");
