@@ -101,6 +101,7 @@ mod aliases;
 mod api;
 mod dataset;
 mod error;
+mod follow;
 mod media;
 mod reader;
 mod stream;
@@ -122,6 +123,7 @@ pub use dataset::{DatasetInput, DatasetOutput, FileInfo, FileWriter};
 pub use error::{PipelineError, ResourceKind, ResourceRef};
 pub use media::{MediaSetInput, MediaSetOutput};
 pub use reader::FileReader;
+pub use follow::{Follow, FollowOptions, StartPosition};
 pub use stream::{Record, RecordCursor, StreamInput, StreamOutput};
 
 use crate::auth::{AuthError, Credentials, PipelineToken};
@@ -263,6 +265,8 @@ struct ContextInner {
     api: Api,
     aliases: ResourceAliasMap,
     outputs: Mutex<Vec<Arc<dyn Finalize>>>,
+    /// Stops the followed streams at shutdown ([`follow`]).
+    follow: Arc<follow::FollowControl>,
 }
 
 impl fmt::Debug for PipelineContext {
@@ -282,12 +286,17 @@ impl PipelineContext {
                 api: Api::new(client),
                 aliases,
                 outputs: Mutex::new(Vec::new()),
+                follow: follow::FollowControl::new(pipeline),
             }),
         }
     }
 
     pub(crate) fn api(&self) -> &Api {
         &self.inner.api
+    }
+
+    pub(crate) fn follow_control(&self) -> &Arc<follow::FollowControl> {
+        &self.inner.follow
     }
 
     /// The resource of a declared alias.
@@ -624,10 +633,12 @@ async fn run_with(
     // it is caught here and handled like an error.
     let run = AssertUnwindSafe(async { (def.run)(ctx.clone()).await }).catch_unwind();
     tokio::pin!(shutdown);
+    tokio::pin!(run);
     let outcome = tokio::select! {
         biased;
-        () = &mut shutdown => None,
-        r = run => Some(r),
+        // A pipeline following streams ends them and gets a grace period to return.
+        () = &mut shutdown => follow::after_shutdown(ctx.follow_control(), &mut run).await,
+        r = &mut run => Some(r),
     };
     let failure = match outcome {
         Some(Ok(Ok(()))) => {
