@@ -466,7 +466,11 @@ impl<T: DeserializeOwned + Send + 'static> Core<T> {
             .query("preview", true)
             .json(&body);
         match api
-            .send(resource, || format!("creating stream subscriber `{id}`"), req)
+            .send(
+                resource,
+                || format!("creating stream subscriber `{id}`"),
+                req,
+            )
             .await
         {
             Ok(_) => {}
@@ -481,7 +485,11 @@ impl<T: DeserializeOwned + Send + 'static> Core<T> {
             )
             .query("preview", true);
         let _: serde_json::Value = api
-            .json(resource, || format!("reading stream subscriber `{id}`"), req)
+            .json(
+                resource,
+                || format!("reading stream subscriber `{id}`"),
+                req,
+            )
             .await?;
         let req = api
             .request(
@@ -601,8 +609,7 @@ impl<T: DeserializeOwned + Send + 'static> Core<T> {
             if *self.stop.borrow() {
                 return Ok(None);
             }
-            let partitions: Vec<(u32, u64)> =
-                self.position.iter().map(|(p, o)| (*p, *o)).collect();
+            let partitions: Vec<(u32, u64)> = self.position.iter().map(|(p, o)| (*p, *o)).collect();
             let n = partitions.len();
             for i in 0..n {
                 let (p, at) = partitions[(self.next_partition + i) % n];

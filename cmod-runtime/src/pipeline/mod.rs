@@ -121,9 +121,9 @@ use futures_util::future::BoxFuture;
 pub use aliases::{DEFAULT_BRANCH, RESOURCE_ALIAS_MAP_VAR, Resource, ResourceAliasMap};
 pub use dataset::{DatasetInput, DatasetOutput, FileInfo, FileWriter};
 pub use error::{PipelineError, ResourceKind, ResourceRef};
+pub use follow::{Follow, FollowOptions, StartPosition};
 pub use media::{MediaSetInput, MediaSetOutput};
 pub use reader::FileReader;
-pub use follow::{Follow, FollowOptions, StartPosition};
 pub use stream::{Record, RecordCursor, StreamInput, StreamOutput};
 
 use crate::auth::{AuthError, Credentials, PipelineToken};

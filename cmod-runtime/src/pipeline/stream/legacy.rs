@@ -22,9 +22,9 @@ use crate::foundry::{Method, Service};
 /// HTTP statuses meaning "this API is not served here".
 pub(crate) fn refused_status(e: &PipelineError) -> Option<u16> {
     match e {
-        PipelineError::Foundry { source, .. } => source
-            .status()
-            .filter(|s| matches!(s, 404 | 405 | 501)),
+        PipelineError::Foundry { source, .. } => {
+            source.status().filter(|s| matches!(s, 404 | 405 | 501))
+        }
         _ => None,
     }
 }
@@ -73,7 +73,11 @@ pub(crate) async fn read_all(
 ) -> Result<Vec<(u64, Value)>, PipelineError> {
     let req = api.request(Method::GET, Service::StreamProxy, path(resource, "records"));
     let body: Value = api
-        .json(resource, || "reading records (stream-proxy)".to_owned(), req)
+        .json(
+            resource,
+            || "reading records (stream-proxy)".to_owned(),
+            req,
+        )
         .await?;
     let items = match body {
         Value::Array(a) => a,
@@ -105,10 +109,7 @@ pub(crate) async fn read_all(
             let index = i as u64;
             match item {
                 Value::Object(mut o) if o.contains_key("value") || o.contains_key("record") => {
-                    let offset = o
-                        .get("offset")
-                        .and_then(super::as_offset)
-                        .unwrap_or(index);
+                    let offset = o.get("offset").and_then(super::as_offset).unwrap_or(index);
                     let value = o
                         .remove("value")
                         .or_else(|| o.remove("record"))
@@ -136,7 +137,11 @@ pub(crate) async fn publish_each(
     for (i, record) in list.into_iter().enumerate() {
         let body: Box<str> = record.into();
         let req = api
-            .request(Method::POST, Service::StreamProxy, path(resource, "jsonRecord"))
+            .request(
+                Method::POST,
+                Service::StreamProxy,
+                path(resource, "jsonRecord"),
+            )
             .body(Bytes::from(body.into_boxed_bytes()), "application/json");
         api.send(
             resource,

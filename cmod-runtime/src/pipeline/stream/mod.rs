@@ -151,7 +151,11 @@ impl<T: DeserializeOwned + Send + 'static> StreamInput<T> {
             }
         }
         let all = legacy::read_all(&self.api, &self.resource).await?;
-        let end = all.iter().map(|(o, _)| o.saturating_add(1)).max().unwrap_or(0);
+        let end = all
+            .iter()
+            .map(|(o, _)| o.saturating_add(1))
+            .max()
+            .unwrap_or(0);
         Ok(BTreeMap::from([(0, end)]))
     }
 
@@ -205,14 +209,13 @@ impl<T: DeserializeOwned + Send + 'static> StreamInput<T> {
             .filter(|(o, _)| *o >= start_offset)
             .take(limit.max(1))
             .map(|(offset, v)| {
-                let value = serde_path_to_error::deserialize(v).map_err(|e| {
-                    PipelineError::Decode {
+                let value =
+                    serde_path_to_error::deserialize(v).map_err(|e| PipelineError::Decode {
                         resource: Box::new(self.resource.clone()),
                         partition,
                         offset,
                         message: e.to_string(),
-                    }
-                })?;
+                    })?;
                 Ok(Record {
                     partition,
                     offset,
