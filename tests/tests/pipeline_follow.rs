@@ -116,7 +116,11 @@ impl Env {
 }
 
 fn event(id: u64) -> Value {
-    let action = if id % 3 == 0 { "purchase" } else { "login" };
+    let action = if id.is_multiple_of(3) {
+        "purchase"
+    } else {
+        "login"
+    };
     json!({ "id": id, "user": format!("u{}", id % 17), "action": action })
 }
 

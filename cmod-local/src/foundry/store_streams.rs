@@ -186,7 +186,7 @@ impl DataStore {
                     break;
                 }
                 if !line.iter().all(u8::is_ascii_whitespace) {
-                    if idx.count % CHECKPOINT_EVERY == 0 {
+                    if idx.count.is_multiple_of(CHECKPOINT_EVERY) {
                         idx.checkpoints.push(idx.scanned);
                     }
                     idx.count += 1;
