@@ -53,6 +53,11 @@
 //!    the pipeline, alias and RID, and [`run`](crate::run) returns the error (the process exits
 //!    non-zero).
 //!
+//! A pipeline that follows a stream ([`StreamInput::follow`]) is not cut short by SIGTERM/SIGINT:
+//! its followed streams end at their next request (committing what was processed), and it gets
+//! 20 seconds to return; returning `Ok` then commits its outputs as in step 5 and the process
+//! exits 0. See [`Follow`] for the resume and delivery guarantees.
+//!
 //! # Dataset output transactions
 //!
 //! A [`DatasetOutput`] writes into one transaction. If the build system already opened one on
