@@ -4,6 +4,21 @@
 //! platform's stream subscribers (PROTOCOL §5.4) keep the committed offsets. When the module is
 //! asked to stop (SIGTERM), the followed stream ends, so the pipeline function returns normally
 //! and its outputs are flushed; the runtime waits [`FOLLOW_SHUTDOWN_GRACE`] for that.
+//!
+//! Requests (the subscriber API is a preview API: PROTOCOL §5.4 names its operations; the bodies
+//! below are what cmod sends and what the local Foundry serves, not verified on a real stack):
+//!
+//! | When | Request |
+//! |---|---|
+//! | first read | `POST {api}/v2/streams/datasets/{rid}/streams/{branch}/subscribers?preview=true` `{"subscriberId", "startPosition": "EARLIEST"\|"LATEST"}` (409 = exists) |
+//! | | `GET {api}/v2/streams/datasets/{rid}/streams/{branch}/subscribers/{id}?preview=true` |
+//! | | `GET {stream_proxy}/v2/highScale/streams/datasets/{rid}/streams/{branch}/subscribers/{id}/getReadPosition?preview=true` → `{"<partition>": <next offset>}` |
+//! | | `GET …/getEndOffsets` (partitions; the fallback start) |
+//! | each batch | `GET …/getRecords?partitionId&startOffset&limit` (or the stream-proxy `…/records`) |
+//! | next batch asked | `POST …/subscribers/{id}/commitOffsets?preview=true` `{"offsets": {"<partition>": <next offset>}}` |
+//!
+//! HTTP 403, 404, 405 or 501 on the first three means "no subscriber API": the fallback of
+//! [`FollowOptions::start`], with one WARN line.
 
 use std::collections::BTreeMap;
 use std::fmt;

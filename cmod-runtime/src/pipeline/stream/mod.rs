@@ -291,6 +291,26 @@ impl<T: DeserializeOwned + Send + 'static> StreamInput<T> {
     /// Follows the stream with the default [`FollowOptions`]: an endless stream of records that
     /// waits for new ones, resumes where the previous replica stopped, and ends when the module
     /// is asked to stop (SIGTERM). See [`Follow`] for the delivery guarantee.
+    ///
+    /// ```no_run
+    /// use cmod_runtime::pipeline::{FollowOptions, PipelineError, StartPosition};
+    /// use cmod_runtime::{StreamInput, StreamOutput, pipeline};
+    ///
+    /// #[derive(serde::Deserialize, serde::Serialize)]
+    /// struct Reading { sensor: String, celsius: f64 }
+    ///
+    /// #[pipeline(input = "readings", output = "hot")]
+    /// async fn hot(readings: StreamInput<Reading>, hot: StreamOutput<Reading>) -> Result<(), PipelineError> {
+    ///     let mut follow = readings.follow_with(FollowOptions::new().start(StartPosition::Latest));
+    ///     // Publish each batch before asking for the next: asking commits the previous one.
+    ///     while let Some(batch) = follow.next_batch().await? {
+    ///         let out: Vec<Reading> = batch.into_iter().map(|r| r.value).filter(|r| r.celsius > 30.0).collect();
+    ///         hot.publish(&out).await?;
+    ///     }
+    ///     Ok(()) // after SIGTERM: outputs flushed, exit 0
+    /// }
+    /// # fn main() {}
+    /// ```
     pub fn follow(&self) -> Follow<T> {
         self.follow_with(FollowOptions::default())
     }
