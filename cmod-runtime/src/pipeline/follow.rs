@@ -624,6 +624,12 @@ impl<T: DeserializeOwned + Send + 'static> Core<T> {
             if *self.stop.borrow() {
                 return Ok(None);
             }
+            if self.position.is_empty() {
+                // No partition known yet (a stream without any): look again.
+                for p in self.input.end_offsets().await?.into_keys() {
+                    self.position.insert(p, 0);
+                }
+            }
             let partitions: Vec<(u32, u64)> = self.position.iter().map(|(p, o)| (*p, *o)).collect();
             let n = partitions.len();
             for i in 0..n {
