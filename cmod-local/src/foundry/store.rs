@@ -7,6 +7,7 @@
 //!   datasets/<rid>/transactions/<txn rid>.json      transaction metadata (type, status, times)
 //!   datasets/<rid>/transactions/<txn rid>/<path…>   files uploaded into an OPEN transaction
 //!   streams/<rid>/<branch>.jsonl                    one JSON record per line; offset = line number
+//!   streams/<rid>/subscribers/<branch>/<id>.json    a stream subscriber (store_streams.rs)
 //!   mediasets/<rid>/mediaset.json                   optional: {"transactionPolicy": "NO_TRANSACTIONS"}
 //!   mediasets/<rid>/branches/<branch>/<path…>       committed media items
 //!   mediasets/<rid>/transactions/<id>.json, <id>/   media-set transactions, as for datasets
@@ -29,6 +30,10 @@ use serde::{Deserialize, Serialize};
 
 use super::oauth::random_uuid;
 
+#[path = "store_streams.rs"]
+mod streams;
+pub use streams::{Subscriber, SubscriberStart};
+
 /// Options of the local Foundry's data endpoints.
 #[derive(Debug, Clone)]
 pub struct DataOptions {
@@ -41,6 +46,13 @@ pub struct DataOptions {
     /// Serve the public v2 dataset read endpoints (list files, file content). Turn off to make a
     /// client use the legacy catalog / data-proxy endpoints, as on a stack without the public API.
     pub public_dataset_reads: bool,
+    /// Serve the high-scale stream API (`…/v2/highScale/streams/…`: publish, getRecords,
+    /// getEndOffsets and the subscriber reads). Turn off to make a client use the legacy
+    /// stream-proxy endpoints (`…/streams/{rid}/branches/{branch}/records`, `…/jsonRecord`).
+    pub high_scale_streams: bool,
+    /// Serve the stream subscriber API (create / get / delete a subscriber, read position,
+    /// commit offsets). Turn off to test a client's fallback start position.
+    pub stream_subscribers: bool,
 }
 
 impl Default for DataOptions {
@@ -49,6 +61,8 @@ impl Default for DataOptions {
             dir: None,
             max_page_size: 10_000,
             public_dataset_reads: true,
+            high_scale_streams: true,
+            stream_subscribers: true,
         }
     }
 }
@@ -197,6 +211,8 @@ pub struct DataStore {
     max_page_size: usize,
     public_dataset_reads: bool,
     lock: tokio::sync::Mutex<()>,
+    /// Stream offsets index and the stream API switches ([`streams`]).
+    streams: streams::StreamState,
 }
 
 impl From<StoreError> for super::LocalFoundryError {
@@ -453,6 +469,7 @@ impl DataStore {
             max_page_size: max_page_size.max(1),
             public_dataset_reads: true,
             lock: tokio::sync::Mutex::new(()),
+            streams: streams::StreamState::default(),
         })
     }
 
@@ -464,6 +481,8 @@ impl DataStore {
             .unwrap_or_else(|| default_dir.to_owned());
         let mut store = Self::open(root, options.max_page_size)?;
         store.public_dataset_reads = options.public_dataset_reads;
+        store.streams.high_scale = options.high_scale_streams;
+        store.streams.subscribers = options.stream_subscribers;
         Ok(store)
     }
 
@@ -806,131 +825,6 @@ impl DataStore {
         t.closed_time = Some(now());
         self.save_transaction(rid, &t)?;
         Ok(t)
-    }
-
-    // ---- streams -------------------------------------------------------------------------
-
-    fn stream_file(&self, rid: &str, branch: &str) -> Result<PathBuf, StoreError> {
-        check_rid(rid)?;
-        check_branch(branch)?;
-        let d = self.resource_dir("streams", rid, "StreamNotFound", "stream")?;
-        Ok(d.join(format!("{}.jsonl", branch_dir_name(branch))))
-    }
-
-    /// Creates a stream (no-op if it exists).
-    pub fn create_stream(&self, rid: &str) -> Result<(), StoreError> {
-        check_rid(rid)?;
-        create_dir(&self.root.join("streams").join(rid))
-    }
-
-    /// Whether the stream exists.
-    pub fn stream_exists(&self, rid: &str) -> bool {
-        self.stream_file(rid, "master").is_ok()
-    }
-
-    /// Appends records (each one line of JSON); returns the offset of the first one.
-    pub async fn append_records(
-        &self,
-        rid: &str,
-        branch: &str,
-        records: &[serde_json::Value],
-    ) -> Result<u64, StoreError> {
-        use std::io::Write;
-        let file = self.stream_file(rid, branch)?;
-        let mut text = Vec::new();
-        for r in records {
-            if !r.is_object() {
-                return Err(invalid(
-                    "RecordDoesNotMatchStreamSchema",
-                    "a stream record must be a JSON object",
-                ));
-            }
-            serde_json::to_writer(&mut text, r)
-                .map_err(|e| invalid_data("serializing a record".to_owned(), e))?;
-            text.push(b'\n');
-        }
-        let _guard = self.lock.lock().await;
-        let first = self.count_records(&file)?;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&file)
-            .map_err(io(format!("opening {}", file.display())))?;
-        f.write_all(&text)
-            .map_err(io(format!("appending to {}", file.display())))?;
-        Ok(first)
-    }
-
-    fn count_records(&self, file: &Path) -> Result<u64, StoreError> {
-        use std::io::BufRead;
-        let f = match std::fs::File::open(file) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io(format!("opening {}", file.display()))(e)),
-        };
-        let mut n = 0;
-        for line in std::io::BufReader::new(f).split(b'\n') {
-            let line = line.map_err(io(format!("reading {}", file.display())))?;
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// The offset the next record will get (= number of records).
-    pub fn end_offset(&self, rid: &str, branch: &str) -> Result<u64, StoreError> {
-        let file = self.stream_file(rid, branch)?;
-        self.count_records(&file)
-    }
-
-    /// Up to `limit` records from `start` on, with their offsets. Blank lines are skipped and
-    /// do not count as records.
-    pub fn read_records(
-        &self,
-        rid: &str,
-        branch: &str,
-        start: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, serde_json::Value)>, StoreError> {
-        use std::io::BufRead;
-        let file = self.stream_file(rid, branch)?;
-        let f = match std::fs::File::open(&file) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(format!("opening {}", file.display()))(e)),
-        };
-        let mut out = Vec::new();
-        let mut offset = 0u64;
-        for line in std::io::BufReader::new(f).split(b'\n') {
-            if out.len() >= limit {
-                break;
-            }
-            let line = line.map_err(io(format!("reading {}", file.display())))?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            if offset >= start {
-                let value = serde_json::from_slice(&line).map_err(|e| {
-                    invalid_data(
-                        format!("{}: record {offset} is not JSON", file.display()),
-                        e,
-                    )
-                })?;
-                out.push((offset, value));
-            }
-            offset += 1;
-        }
-        Ok(out)
-    }
-
-    /// Every record of a stream branch (for tests and inspection).
-    pub fn records(&self, rid: &str, branch: &str) -> Result<Vec<serde_json::Value>, StoreError> {
-        Ok(self
-            .read_records(rid, branch, 0, usize::MAX)?
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect())
     }
 
     // ---- media sets ----------------------------------------------------------------------

@@ -53,6 +53,11 @@
 //!    the pipeline, alias and RID, and [`run`](crate::run) returns the error (the process exits
 //!    non-zero).
 //!
+//! A pipeline that follows a stream ([`StreamInput::follow`]) is not cut short by SIGTERM/SIGINT:
+//! its followed streams end at their next request (committing what was processed), and it gets
+//! 20 seconds to return; returning `Ok` then commits its outputs as in step 5 and the process
+//! exits 0. See [`Follow`] for the resume and delivery guarantees.
+//!
 //! # Dataset output transactions
 //!
 //! A [`DatasetOutput`] writes into one transaction. If the build system already opened one on
@@ -101,6 +106,7 @@ mod aliases;
 mod api;
 mod dataset;
 mod error;
+mod follow;
 mod media;
 mod reader;
 mod stream;
@@ -120,6 +126,7 @@ use futures_util::future::BoxFuture;
 pub use aliases::{DEFAULT_BRANCH, RESOURCE_ALIAS_MAP_VAR, Resource, ResourceAliasMap};
 pub use dataset::{DatasetInput, DatasetOutput, FileInfo, FileWriter};
 pub use error::{PipelineError, ResourceKind, ResourceRef};
+pub use follow::{Follow, FollowOptions, StartPosition};
 pub use media::{MediaSetInput, MediaSetOutput};
 pub use reader::FileReader;
 pub use stream::{Record, RecordCursor, StreamInput, StreamOutput};
@@ -263,6 +270,8 @@ struct ContextInner {
     api: Api,
     aliases: ResourceAliasMap,
     outputs: Mutex<Vec<Arc<dyn Finalize>>>,
+    /// Stops the followed streams at shutdown ([`follow`]).
+    follow: Arc<follow::FollowControl>,
 }
 
 impl fmt::Debug for PipelineContext {
@@ -282,12 +291,17 @@ impl PipelineContext {
                 api: Api::new(client),
                 aliases,
                 outputs: Mutex::new(Vec::new()),
+                follow: follow::FollowControl::new(pipeline),
             }),
         }
     }
 
     pub(crate) fn api(&self) -> &Api {
         &self.inner.api
+    }
+
+    pub(crate) fn follow_control(&self) -> &Arc<follow::FollowControl> {
+        &self.inner.follow
     }
 
     /// The resource of a declared alias.
@@ -624,10 +638,12 @@ async fn run_with(
     // it is caught here and handled like an error.
     let run = AssertUnwindSafe(async { (def.run)(ctx.clone()).await }).catch_unwind();
     tokio::pin!(shutdown);
+    tokio::pin!(run);
     let outcome = tokio::select! {
         biased;
-        () = &mut shutdown => None,
-        r = run => Some(r),
+        // A pipeline following streams ends them and gets a grace period to return.
+        () = &mut shutdown => follow::after_shutdown(ctx.follow_control(), &mut run).await,
+        r = &mut run => Some(r),
     };
     let failure = match outcome {
         Some(Ok(Ok(()))) => {

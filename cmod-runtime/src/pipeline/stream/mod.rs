@@ -4,7 +4,10 @@
 //!
 //! That API was chosen over the legacy `jsonRecord` endpoint because it reads from an offset in
 //! bounded batches and publishes many records per request (one request per record would make
-//! large outputs slow).
+//! large outputs slow). Where the high-scale API is unavailable (HTTP 404, 405 or 501), handles
+//! switch to the seed document's stream-proxy endpoints ([`legacy`]) and log one WARN line.
+//!
+//! [`StreamInput::follow`] reads a stream continuously ([`super::follow`]).
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
@@ -17,10 +20,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use std::sync::Arc;
+
 use super::api::{Api, encode_segment};
 use super::error::{PipelineError, ResourceKind, ResourceRef};
+use super::follow::{Follow, FollowControl, FollowOptions};
 use super::{InputHandle, OutputHandle, PipelineContext};
 use crate::foundry::{Method, Service};
+
+pub(crate) mod legacy;
 
 /// Records fetched per `getRecords` call by [`StreamInput::records`].
 const READ_BATCH: usize = 1000;
@@ -53,11 +61,26 @@ fn stream_path(resource: &ResourceRef, action: &str) -> String {
 ///
 /// [`StreamInput::records`] reads every record present when it starts (each partition from
 /// offset 0 to its end offset) in batches of 1000; [`StreamInput::read_batch`] reads from any
-/// offset, for pipelines that keep polling.
+/// offset; [`StreamInput::follow`] reads continuously, waiting for new records, and resumes
+/// where the previous replica stopped.
 pub struct StreamInput<T> {
-    resource: ResourceRef,
-    api: Api,
+    pub(crate) resource: ResourceRef,
+    pub(crate) api: Api,
+    mode: Arc<legacy::Mode>,
+    pub(crate) control: Arc<FollowControl>,
     _record: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for StreamInput<T> {
+    fn clone(&self) -> Self {
+        Self {
+            resource: self.resource.clone(),
+            api: self.api.clone(),
+            mode: self.mode.clone(),
+            control: self.control.clone(),
+            _record: PhantomData,
+        }
+    }
 }
 
 impl<T> fmt::Debug for StreamInput<T> {
@@ -76,6 +99,8 @@ impl<T: DeserializeOwned + Send + 'static> InputHandle for StreamInput<T> {
         let input = StreamInput {
             resource: ctx.resource(alias, Self::KIND)?,
             api: ctx.api().clone(),
+            mode: Arc::default(),
+            control: ctx.follow_control().clone(),
             _record: PhantomData,
         };
         // Fail at startup, naming the alias, when the stream is unreachable.
@@ -90,7 +115,7 @@ struct RawRecord {
     value: Box<RawValue>,
 }
 
-fn as_offset(v: &serde_json::Value) -> Option<u64> {
+pub(crate) fn as_offset(v: &serde_json::Value) -> Option<u64> {
     match v {
         serde_json::Value::Number(n) => n.as_u64(),
         serde_json::Value::String(s) => s.trim().parse().ok(),
@@ -116,6 +141,25 @@ impl<T: DeserializeOwned + Send + 'static> StreamInput<T> {
 
     /// The end offset of each partition: the offset the next published record will get.
     pub async fn end_offsets(&self) -> Result<BTreeMap<u32, u64>, PipelineError> {
+        if !self.mode.is_legacy() {
+            match self.high_scale_end_offsets().await {
+                Err(e) => match legacy::refused_status(&e) {
+                    Some(status) => self.mode.switch(&self.resource, status),
+                    None => return Err(e),
+                },
+                ok => return ok,
+            }
+        }
+        let all = legacy::read_all(&self.api, &self.resource).await?;
+        let end = all
+            .iter()
+            .map(|(o, _)| o.saturating_add(1))
+            .max()
+            .unwrap_or(0);
+        Ok(BTreeMap::from([(0, end)]))
+    }
+
+    async fn high_scale_end_offsets(&self) -> Result<BTreeMap<u32, u64>, PipelineError> {
         let req = self.api.request(
             Method::GET,
             Service::StreamProxy,
@@ -139,6 +183,49 @@ impl<T: DeserializeOwned + Send + 'static> StreamInput<T> {
 
     /// Up to `limit` records of `partition` from `start_offset` on.
     pub async fn read_batch(
+        &self,
+        partition: u32,
+        start_offset: u64,
+        limit: usize,
+    ) -> Result<Vec<Record<T>>, PipelineError> {
+        if !self.mode.is_legacy() {
+            match self
+                .high_scale_read_batch(partition, start_offset, limit)
+                .await
+            {
+                Err(e) => match legacy::refused_status(&e) {
+                    Some(status) => self.mode.switch(&self.resource, status),
+                    None => return Err(e),
+                },
+                ok => return ok,
+            }
+        }
+        if partition != 0 {
+            return Ok(Vec::new());
+        }
+        legacy::read_all(&self.api, &self.resource)
+            .await?
+            .into_iter()
+            .filter(|(o, _)| *o >= start_offset)
+            .take(limit.max(1))
+            .map(|(offset, v)| {
+                let value =
+                    serde_path_to_error::deserialize(v).map_err(|e| PipelineError::Decode {
+                        resource: Box::new(self.resource.clone()),
+                        partition,
+                        offset,
+                        message: e.to_string(),
+                    })?;
+                Ok(Record {
+                    partition,
+                    offset,
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    async fn high_scale_read_batch(
         &self,
         partition: u32,
         start_offset: u64,
@@ -199,6 +286,39 @@ impl<T: DeserializeOwned + Send + 'static> StreamInput<T> {
             }))
         })
         .try_flatten()
+    }
+
+    /// Follows the stream with the default [`FollowOptions`]: an endless stream of records that
+    /// waits for new ones, resumes where the previous replica stopped, and ends when the module
+    /// is asked to stop (SIGTERM). See [`Follow`] for the delivery guarantee.
+    ///
+    /// ```no_run
+    /// use cmod_runtime::pipeline::{FollowOptions, PipelineError, StartPosition};
+    /// use cmod_runtime::{StreamInput, StreamOutput, pipeline};
+    ///
+    /// #[derive(serde::Deserialize, serde::Serialize)]
+    /// struct Reading { sensor: String, celsius: f64 }
+    ///
+    /// #[pipeline(input = "readings", output = "hot")]
+    /// async fn hot(readings: StreamInput<Reading>, hot: StreamOutput<Reading>) -> Result<(), PipelineError> {
+    ///     let mut follow = readings.follow_with(FollowOptions::new().start(StartPosition::Latest));
+    ///     // Publish each batch before asking for the next: asking commits the previous one.
+    ///     while let Some(batch) = follow.next_batch().await? {
+    ///         let out: Vec<Reading> = batch.into_iter().map(|r| r.value).filter(|r| r.celsius > 30.0).collect();
+    ///         hot.publish(&out).await?;
+    ///     }
+    ///     Ok(()) // after SIGTERM: outputs flushed, exit 0
+    /// }
+    /// # fn main() {}
+    /// ```
+    pub fn follow(&self) -> Follow<T> {
+        self.follow_with(FollowOptions::default())
+    }
+
+    /// [`StreamInput::follow`] with explicit options (subscriber id, fallback start position,
+    /// batch size, idle polling).
+    pub fn follow_with(&self, options: FollowOptions) -> Follow<T> {
+        Follow::new(self.clone(), options)
     }
 
     /// A cursor over every record present when its first batch is read (each partition from
@@ -277,9 +397,13 @@ impl<T: DeserializeOwned + Send + 'static> RecordCursor<'_, T> {
 /// (connection errors, HTTP 429/502/503/504) are retried with capped exponential backoff; a
 /// batch is all-or-nothing on Foundry's side, so a retried batch is never half-published (but
 /// a batch whose answer was lost may be published twice).
+///
+/// Where the high-scale API is unavailable (HTTP 404, 405 or 501), records are published one by
+/// one through the stream proxy's `…/jsonRecord` endpoint instead (one WARN line says so).
 pub struct StreamOutput<T> {
     resource: ResourceRef,
     api: Api,
+    mode: legacy::Mode,
     _record: PhantomData<fn(T)>,
 }
 
@@ -299,6 +423,7 @@ impl<T: Serialize + Send + 'static> OutputHandle for StreamOutput<T> {
         Ok(StreamOutput {
             resource: ctx.resource(alias, Self::KIND)?,
             api: ctx.api().clone(),
+            mode: legacy::Mode::default(),
             _record: PhantomData,
         })
     }
@@ -370,10 +495,31 @@ impl<T: Serialize + Send + 'static> StreamOutput<T> {
 
     /// Sends `[r1,r2,…` (without the closing bracket) as one `publishRecords` call and clears it.
     async fn send_batch(&self, records: &mut Vec<u8>, count: usize) -> Result<(), PipelineError> {
+        records.push(b']');
+        if !self.mode.is_legacy() {
+            match self.send_high_scale(records, count).await {
+                Err(e) => match legacy::refused_status(&e) {
+                    // Refused before anything was applied: publish through the stream proxy.
+                    Some(status) => self.mode.switch(&self.resource, status),
+                    None => return Err(e),
+                },
+                Ok(()) => {
+                    records.clear();
+                    return Ok(());
+                }
+            }
+        }
+        legacy::publish_each(&self.api, &self.resource, records).await?;
+        records.clear();
+        Ok(())
+    }
+
+    /// One `publishRecords` call with `records` (a JSON array).
+    async fn send_high_scale(&self, records: &[u8], count: usize) -> Result<(), PipelineError> {
         let mut body = Vec::with_capacity(records.len() + 16);
         body.extend_from_slice(b"{\"records\":");
-        body.append(records);
-        body.extend_from_slice(b"]}");
+        body.extend_from_slice(records);
+        body.extend_from_slice(b"}");
         let req = self
             .api
             .request(
