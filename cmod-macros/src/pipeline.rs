@@ -78,6 +78,8 @@ struct AliasArg {
 #[derive(Default)]
 struct Args {
     aliases: Vec<AliasArg>,
+    /// `after_success = "exit" | "stay_alive"`: the variant name of `AfterSuccess`.
+    after_success: Option<&'static str>,
     /// `input`/`output` keys present with an unusable value, by direction.
     bad_keys: Vec<Direction>,
     /// The arguments could not be parsed at all.
@@ -103,17 +105,29 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
         }
     };
     let mut out = Args::default();
+    let mut after_success_seen = false;
     for meta in metas {
         let path = meta.path();
         let direction = if path.is_ident("input") {
             Direction::Input
         } else if path.is_ident("output") {
             Direction::Output
+        } else if path.is_ident("after_success") {
+            if after_success_seen {
+                errors.spanned(path, "duplicate `after_success`: give it once");
+                continue;
+            }
+            after_success_seen = true;
+            out.after_success = parse_after_success(&meta, errors);
+            continue;
         } else {
             let name = compact(path);
             errors.spanned(
                 path,
-                format!("unknown argument `{name}`; expected one of: `input`, `output`"),
+                format!(
+                    "unknown argument `{name}`; expected one of: `input`, `output`, \
+                     `after_success`"
+                ),
             );
             continue;
         };
@@ -153,6 +167,36 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
         }
     }
     out
+}
+
+/// `after_success = "exit" | "stay_alive"` → the `AfterSuccess` variant; errors point at the
+/// value.
+fn parse_after_success(meta: &Meta, errors: &mut Errors) -> Option<&'static str> {
+    const EXPECTED: &str = "expected `after_success = \"exit\"` (the process exits once the \
+                            pipeline completed) or `after_success = \"stay_alive\"` (it stays \
+                            alive until SIGTERM, so Foundry does not run the pipeline again)";
+    let Meta::NameValue(nv) = meta else {
+        errors.spanned(meta, format!("`after_success` needs a value: {EXPECTED}"));
+        return None;
+    };
+    let Some(lit) = str_lit(&nv.value) else {
+        errors.spanned(
+            &nv.value,
+            format!("`after_success` takes a string literal: {EXPECTED}"),
+        );
+        return None;
+    };
+    match lit.value().as_str() {
+        "exit" => Some("Exit"),
+        "stay_alive" => Some("StayAlive"),
+        other => {
+            errors.spanned(
+                lit,
+                format!("invalid `after_success` value {other:?}; {EXPECTED}"),
+            );
+            None
+        }
+    }
 }
 
 /// Checks the aliases themselves: non-empty, no whitespace, no duplicates, at least one of each
@@ -374,13 +418,25 @@ fn build(args: TokenStream, func: &ItemFn) -> Result<TokenStream, syn::Error> {
         validate_binding(func, &args.aliases, &types, &mut errors);
     }
     errors.finish()?;
-    Ok(generate(func, &args.aliases, &types))
+    Ok(generate(func, &args.aliases, args.after_success, &types))
 }
 
-fn generate(func: &ItemFn, aliases: &[AliasArg], types: &[&Type]) -> TokenStream {
+fn generate(
+    func: &ItemFn,
+    aliases: &[AliasArg],
+    after_success: Option<&'static str>,
+    types: &[&Type],
+) -> TokenStream {
     let name = &func.sig.ident;
     let name_str = name.to_string();
     let p = private_path(&default_crate());
+    let after_success = match after_success {
+        Some(variant) => {
+            let variant = format_ident!("{}", variant);
+            quote!(::core::option::Option::Some(#p::AfterSuccess::#variant))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let vars: Vec<_> = (0..types.len())
         .map(|i| format_ident!("__cmod_handle_{}", i))
         .collect();
@@ -441,6 +497,7 @@ fn generate(func: &ItemFn, aliases: &[AliasArg], types: &[&Type]) -> TokenStream
                     inputs: &[#(#input_defs),*],
                     outputs: &[#(#output_defs),*],
                     run: __cmod_pipeline_run,
+                    after_success: #after_success,
                 };
             }
 

@@ -651,6 +651,26 @@ impl DataStore {
             .unwrap_or_else(|| SEED_TRANSACTION_RID.to_owned()))
     }
 
+    /// The branch as Foundry's `GET /v2/datasets/{rid}/branches/{branch}` describes it: its most
+    /// recent `OPEN` or `COMMITTED` transaction (never an aborted one), `None` when it has none.
+    /// `BranchNotFound` when the branch has neither files nor transactions.
+    pub fn branch_head(&self, rid: &str, branch: &str) -> Result<Option<String>, StoreError> {
+        let dir = self.branch_dir(rid, branch)?;
+        let transactions = self.transactions(rid)?;
+        let head = transactions
+            .iter()
+            .find(|t| t.branch_name == branch && t.status != TransactionStatus::Aborted)
+            .map(|t| t.rid.clone());
+        if head.is_none() && !dir.is_dir() && !transactions.iter().any(|t| t.branch_name == branch)
+        {
+            return Err(not_found(
+                "BranchNotFound",
+                format!("{rid} has no branch `{branch}`"),
+            ));
+        }
+        Ok(head)
+    }
+
     /// Every transaction of the dataset, newest first.
     pub fn transactions(&self, rid: &str) -> Result<Vec<Transaction>, StoreError> {
         let dir = self.dataset_dir(rid)?.join("transactions");

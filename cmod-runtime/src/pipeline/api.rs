@@ -164,6 +164,13 @@ impl Api {
         if status.is_success() {
             return Ok(response);
         }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            // A streamed body cannot be replayed, so no retry here; but the next request must
+            // not use the refused token again.
+            self.client
+                .credentials()
+                .refresh_after_unauthorized(&[], &auth);
+        }
         let body = response.bytes().await.unwrap_or_default();
         Err(fail(FoundryError::Api(Box::new(ApiError::from_body(
             "POST",
@@ -175,12 +182,20 @@ impl Api {
     }
 }
 
-/// Wraps a Foundry error with the resource and operation.
+/// Wraps a Foundry error with the resource and operation. A 401 (the client already re-read
+/// the build token and retried once) is [`PipelineError::TokenRefused`].
 pub(crate) fn foundry(
     resource: &ResourceRef,
     operation: &str,
     source: FoundryError,
 ) -> PipelineError {
+    if source.status() == Some(401) {
+        return PipelineError::TokenRefused {
+            resource: Box::new(resource.clone()),
+            operation: operation.to_owned(),
+            source,
+        };
+    }
     PipelineError::Foundry {
         resource: Box::new(resource.clone()),
         operation: operation.to_owned(),
