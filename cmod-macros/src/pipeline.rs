@@ -13,6 +13,9 @@
 //! `InputHandle`/`OutputHandle` traits of `cmod-runtime`, whose `#[diagnostic::on_unimplemented]`
 //! messages explain the rule.
 //!
+//! `after_success = "exit" | "stay_alive"` (optional, once) sets `PipelineDef::after_success`;
+//! any other value is an error at the value.
+//!
 //! The function is always re-emitted unchanged (so it stays callable from tests, and IDEs keep
 //! working when the attribute is wrong); every problem is reported at once, each at the tokens
 //! that cause it.
@@ -516,6 +519,41 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn after_success_takes_exit_or_stay_alive_once() {
+        let f = quote!(
+            async fn f(a: DatasetInput, b: DatasetOutput) {}
+        );
+        for ok in ["exit", "stay_alive"] {
+            let errs = errors_of(
+                quote!(input = "raw", output = "out", after_success = #ok),
+                f.clone(),
+            );
+            assert!(errs.is_empty(), "{ok}: {errs:?}");
+        }
+        let errs = errors_of(
+            quote!(input = "raw", output = "out", after_success = "forever"),
+            f.clone(),
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("invalid `after_success` value \"forever\"")
+                && errs[0].contains("`after_success = \"stay_alive\"`"),
+            "{errs:?}"
+        );
+        let errs = errors_of(
+            quote!(
+                input = "raw",
+                output = "out",
+                after_success = "exit",
+                after_success = "exit"
+            ),
+            f,
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("duplicate `after_success`"), "{errs:?}");
     }
 
     #[test]

@@ -427,6 +427,35 @@ mod tests {
     }
 
     #[test]
+    fn a_watched_pipeline_token_follows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("BUILD2_TOKEN");
+        std::fs::write(&file, "first\n").unwrap();
+        let path = file.display().to_string();
+        let t = PipelineToken::watch(&|k| (k == "BUILD2_TOKEN").then(|| path.clone())).unwrap();
+        assert_eq!(t.current().unwrap().expose(), "first");
+        // Replaced the way secrets are rotated: a new file renamed over the old one.
+        let tmp = dir.path().join("next");
+        std::fs::write(&tmp, "second-token").unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        assert_eq!(t.current().unwrap().expose(), "second-token");
+        // Clones share the cache; reload reads whatever the metadata says.
+        let c = t.clone();
+        std::fs::write(&file, "third-token!").unwrap();
+        assert_eq!(c.reload().unwrap().expose(), "third-token!");
+        assert_eq!(t.current().unwrap().expose(), "third-token!");
+        // A file missing for a moment keeps the last token; Debug shows the file only.
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(t.current().unwrap().expose(), "third-token!");
+        assert!(t.reload().is_err());
+        let shown = format!("{t:?}{:?}", Credentials::PipelineFile(t.clone()));
+        assert!(
+            shown.contains("BUILD2_TOKEN") && !shown.contains("third"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn user_credentials_add_a_scheme_when_missing_and_debug_redacts() {
         let c = Credentials::user(&Secret::new("raw-token"));
         let Credentials::User(h) = &c else { panic!() };

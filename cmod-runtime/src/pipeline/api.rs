@@ -8,6 +8,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
 
 use super::error::{PipelineError, ResourceRef};
+use crate::auth::Credentials;
 use crate::foundry::{
     ApiError, FoundryClient, FoundryError, FoundryRequest, Method, Service, without_query,
 };
@@ -164,12 +165,14 @@ impl Api {
         if status.is_success() {
             return Ok(response);
         }
-        if status == reqwest::StatusCode::UNAUTHORIZED {
+        if status == reqwest::StatusCode::UNAUTHORIZED
+            && let Credentials::PipelineFile(token) = self.client.credentials()
+        {
             // A streamed body cannot be replayed, so no retry here; but the next request must
             // not use the refused token again.
-            self.client
-                .credentials()
-                .refresh_after_unauthorized(&[], &auth);
+            if let Err(e) = token.reload() {
+                tracing::warn!(error = %e, "re-reading the build token after a 401 failed");
+            }
         }
         let body = response.bytes().await.unwrap_or_default();
         Err(fail(FoundryError::Api(Box::new(ApiError::from_body(

@@ -34,6 +34,11 @@
 //! must be an `async fn` returning `()` or `Result<(), E>` with `E: Display`; it stays an
 //! ordinary function you can call from tests.
 //!
+//! One more key, optional and at most once: `after_success = "exit"` or
+//! `after_success = "stay_alive"` chooses what the process does once the pipeline succeeded
+//! (see [Lifecycle](#lifecycle), step 6; the `CMOD_PIPELINE_AFTER_SUCCESS` variable overrides
+//! it).
+//!
 //! # Lifecycle
 //!
 //! 1. `RESOURCE_ALIAS_MAP` (alias → `{rid, branch}`; branch defaults to `master`),

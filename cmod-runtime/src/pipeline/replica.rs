@@ -12,7 +12,9 @@
 //! When the functions-mode runtime variables (`GET_JOB_URI`, `POST_RESULT_URI`, …) are set as
 //! well, the replica polls them for as long as it runs (during the pipeline and while it stays
 //! alive) and answers every job with one error result (`UnknownFunction`) saying that the module
-//! runs a pipeline and serves no functions, so the platform sees a responsive replica.
+//! runs a pipeline and serves no functions, so the platform sees a responsive replica. Variables
+//! that are set but unusable (incomplete, invalid URI) are logged as a warning and the replica
+//! does not poll: they never stop the pipeline.
 
 use std::future::Future;
 use std::time::Duration;
@@ -97,8 +99,23 @@ pub(crate) async fn run_replica(
     let lookup = crate::env::lookup();
     let after = resolve(def.after_success, local, lookup)?;
     let jobs = if !local && crate::config::has_functions_environment(lookup) {
-        let config = RuntimeConfig::from_lookup(lookup)?;
-        Some(RuntimeClient::new(&config)?)
+        // Polling is a courtesy to the platform: incomplete or invalid functions-mode variables
+        // must not stop the pipeline, so they are logged and the replica does not poll.
+        match RuntimeConfig::from_lookup(lookup)
+            .map_err(crate::Error::from)
+            .and_then(|config| RuntimeClient::new(&config))
+        {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::warn!(
+                    pipeline = def.name,
+                    error = %e,
+                    "functions-mode variables are set but unusable: this pipeline replica will \
+                     not poll for jobs"
+                );
+                None
+            }
+        }
     } else {
         None
     };
