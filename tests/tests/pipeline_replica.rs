@@ -521,3 +521,58 @@ async fn the_build_systems_open_transaction_is_found_on_a_later_page() {
         b"1\n"
     );
 }
+
+#[tokio::test]
+async fn paging_without_branch_names_skips_other_branches_and_finds_the_right_one() {
+    let env = copy_env(DataOptions {
+        max_page_size: 2,
+        ..DataOptions::default()
+    })
+    .await;
+    env.foundry.set_transaction_branch_names(false);
+    env.data().put_file(IN, "master", "a.csv", b"1\n").unwrap();
+    let build = env
+        .data()
+        .create_transaction(OUT, "master", TransactionType::Snapshot)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let t = env
+            .data()
+            .create_transaction(OUT, "dev", TransactionType::Append)
+            .await
+            .unwrap();
+        env.data().commit_transaction(OUT, &t.rid).await.unwrap();
+    }
+    // The newest transaction: OPEN, on another branch, on the first page.
+    let other = env
+        .data()
+        .create_transaction(OUT, "feature", TransactionType::Snapshot)
+        .await
+        .unwrap();
+    run(cmod_runtime::pipeline_def!(copy_all), &env)
+        .await
+        .unwrap();
+    assert_eq!(env.data().transactions(OUT).unwrap().len(), 7);
+    assert_eq!(
+        env.data().transaction(OUT, &build.rid).unwrap().status,
+        TransactionStatus::Open
+    );
+    assert_eq!(
+        env.data().transaction(OUT, &other.rid).unwrap().status,
+        TransactionStatus::Open
+    );
+    env.data()
+        .commit_transaction(OUT, &build.rid)
+        .await
+        .unwrap();
+    env.data()
+        .commit_transaction(OUT, &other.rid)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.data().read_file(OUT, "master", "a.csv").unwrap(),
+        b"1\n"
+    );
+    assert!(env.data().read_file(OUT, "feature", "a.csv").is_err());
+}

@@ -532,58 +532,6 @@ struct Branch {
 /// cannot keep the module listing forever.
 const MAX_TRANSACTION_PAGES: usize = 10_000;
 
-/// Every `OPEN` transaction of the dataset, newest first, following `nextPageToken` through
-/// every page. `None` when the listing is unavailable (other than 401/403, which fail).
-async fn open_transactions(
-    api: &Api,
-    resource: &ResourceRef,
-) -> Result<Option<Vec<Transaction>>, PipelineError> {
-    let path = format!("v2/datasets/{}/transactions", encode_segment(&resource.rid));
-    let mut open = Vec::new();
-    let mut token: Option<String> = None;
-    for page_number in 0..MAX_TRANSACTION_PAGES {
-        let mut req = api
-            .request(Method::GET, Service::ApiGateway, path.clone())
-            .query("preview", "true")
-            .query("pageSize", 100);
-        if let Some(t) = &token {
-            req = req.query("pageToken", t);
-        }
-        let page = match api
-            .json::<TransactionPage>(
-                resource,
-                || format!("listing transactions (page {})", page_number + 1),
-                req,
-            )
-            .await
-        {
-            Ok(page) => page,
-            Err(e) if matches!(e.status(), Some(401 | 403)) => return Err(e),
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot list transactions; opening a new one");
-                return Ok(None);
-            }
-        };
-        open.extend(
-            page.data
-                .into_iter()
-                .filter(|t| t.status.as_deref() == Some("OPEN")),
-        );
-        match page.next_page_token {
-            Some(next) if !next.is_empty() && token.as_deref() != Some(next.as_str()) => {
-                token = Some(next);
-            }
-            _ => return Ok(Some(open)),
-        }
-    }
-    tracing::warn!(
-        alias = %resource.alias,
-        rid = %resource.rid,
-        "transaction listing still had pages after {MAX_TRANSACTION_PAGES}; using what was read"
-    );
-    Ok(Some(open))
-}
-
 /// The branch's current transaction (`transactionRid` of the branch), `None` when the branch
 /// has none or cannot be read.
 async fn branch_head(api: &Api, resource: &ResourceRef) -> Result<Option<String>, PipelineError> {
@@ -608,33 +556,74 @@ async fn branch_head(api: &Api, resource: &ResourceRef) -> Result<Option<String>
 
 /// The build system's `OPEN` transaction on the output's branch, if there is one.
 ///
-/// Branch-safe: Foundry allows one open transaction per dataset *branch*, so other branches may
-/// have theirs. A listed transaction that names its branch (`branchName`) must name the
-/// output's; one that does not (Foundry's `Transaction` has no branch field) must be the
-/// branch's current transaction. When neither can be established, nothing is reused (the module
-/// opens its own transaction, or fails with Foundry's `OpenTransactionAlreadyExists`).
+/// Pages through the dataset's transactions, newest first, following `nextPageToken` (up to the
+/// last page when none matches). Branch-safe: Foundry allows one open transaction per dataset
+/// *branch*, so other branches may have theirs. A listed transaction that names its branch
+/// (`branchName`) must name the output's; one that does not (Foundry's `Transaction` has no
+/// branch field) must be the branch's current transaction. When neither can be established,
+/// nothing is reused (the module opens its own transaction, or fails with Foundry's
+/// `OpenTransactionAlreadyExists`). A listing that is unavailable (other than 401/403, which
+/// fail) means no reuse.
 async fn open_transaction(
     api: &Api,
     resource: &ResourceRef,
 ) -> Result<Option<String>, PipelineError> {
-    let Some(open) = open_transactions(api, resource).await? else {
-        return Ok(None);
-    };
+    let path = format!("v2/datasets/{}/transactions", encode_segment(&resource.rid));
+    let mut token: Option<String> = None;
+    // Read once, when a transaction without a branch name is first seen.
     let mut head: Option<Option<String>> = None;
-    for t in open {
-        match t.branch_name.as_deref() {
-            Some(b) if b == resource.branch => return Ok(Some(t.rid)),
-            Some(_) => {}
-            None => {
-                if head.is_none() {
-                    head = Some(branch_head(api, resource).await?);
-                }
-                if head.as_ref().and_then(Option::as_deref) == Some(t.rid.as_str()) {
-                    return Ok(Some(t.rid));
+    for page_number in 0..MAX_TRANSACTION_PAGES {
+        let mut req = api
+            .request(Method::GET, Service::ApiGateway, path.clone())
+            .query("preview", "true")
+            .query("pageSize", 100);
+        if let Some(t) = &token {
+            req = req.query("pageToken", t);
+        }
+        let page = match api
+            .json::<TransactionPage>(
+                resource,
+                || format!("listing transactions (page {})", page_number + 1),
+                req,
+            )
+            .await
+        {
+            Ok(page) => page,
+            Err(e) if matches!(e.status(), Some(401 | 403)) => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list transactions; opening a new one");
+                return Ok(None);
+            }
+        };
+        for t in page.data {
+            if t.status.as_deref() != Some("OPEN") {
+                continue;
+            }
+            match t.branch_name.as_deref() {
+                Some(b) if b == resource.branch => return Ok(Some(t.rid)),
+                Some(_) => {}
+                None => {
+                    if head.is_none() {
+                        head = Some(branch_head(api, resource).await?);
+                    }
+                    if head.as_ref().and_then(Option::as_deref) == Some(t.rid.as_str()) {
+                        return Ok(Some(t.rid));
+                    }
                 }
             }
         }
+        match page.next_page_token {
+            Some(next) if !next.is_empty() && token.as_deref() != Some(next.as_str()) => {
+                token = Some(next);
+            }
+            _ => return Ok(None),
+        }
     }
+    tracing::warn!(
+        alias = %resource.alias,
+        rid = %resource.rid,
+        "transaction listing still had pages after {MAX_TRANSACTION_PAGES}; not reusing any"
+    );
     Ok(None)
 }
 
