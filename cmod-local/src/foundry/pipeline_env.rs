@@ -243,6 +243,49 @@ impl LocalFoundry {
 mod tests {
     use super::*;
 
+    fn bearer(token: &str) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[tokio::test]
+    async fn rotating_the_build_token_replaces_the_file_and_revokes_the_old_token() {
+        let foundry = LocalFoundry::start(super::super::LocalFoundryOptions::default())
+            .await
+            .unwrap();
+        let env = foundry
+            .pipeline_env(&[PipelineResource::new(
+                "out",
+                "ri.foundry.main.dataset.out",
+                ResourceKind::Dataset,
+            )])
+            .unwrap();
+        let file = env
+            .iter()
+            .find(|(k, _)| k == "BUILD2_TOKEN")
+            .unwrap()
+            .1
+            .clone();
+        let old = std::fs::read_to_string(&file).unwrap();
+        foundry.rotate_build_token(&env).unwrap();
+        let new = std::fs::read_to_string(&file).unwrap();
+        assert_ne!(old, new);
+        let tokens = &foundry.state.tokens;
+        assert!(tokens.authorize(&bearer(&old), None).is_err());
+        let principal = tokens.authorize(&bearer(&new), None).unwrap();
+        // Same reach as the old token.
+        assert!(principal.can_access("ri.foundry.main.dataset.out"));
+        assert!(!principal.can_access("ri.foundry.main.dataset.other"));
+        // The old token cannot be rotated again.
+        std::fs::write(&file, &old).unwrap();
+        assert!(foundry.rotate_build_token(&env).is_err());
+        foundry.shutdown().await;
+    }
+
     #[test]
     fn local_resources_fill_in_and_persist_missing_aliases() {
         let dir = tempfile::tempdir().unwrap();

@@ -1236,6 +1236,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_branch_head_is_its_newest_open_or_committed_transaction() {
+        let (_d, s) = store(10);
+        s.create_dataset("ri.ds.1").unwrap();
+        assert_eq!(s.branch_head("ri.ds.1", "master").unwrap(), None);
+        assert!(matches!(
+            s.branch_head("ri.ds.1", "nope"),
+            Err(StoreError::NotFound { .. })
+        ));
+        let c = s
+            .create_transaction("ri.ds.1", "master", TransactionType::Snapshot)
+            .await
+            .unwrap();
+        s.commit_transaction("ri.ds.1", &c.rid).await.unwrap();
+        let a = s
+            .create_transaction("ri.ds.1", "master", TransactionType::Snapshot)
+            .await
+            .unwrap();
+        s.abort_transaction("ri.ds.1", &a.rid).await.unwrap();
+        // Aborted transactions never count.
+        assert_eq!(s.branch_head("ri.ds.1", "master").unwrap(), Some(c.rid));
+        let o = s
+            .create_transaction("ri.ds.1", "master", TransactionType::Snapshot)
+            .await
+            .unwrap();
+        let other = s
+            .create_transaction("ri.ds.1", "dev", TransactionType::Snapshot)
+            .await
+            .unwrap();
+        assert_eq!(s.branch_head("ri.ds.1", "master").unwrap(), Some(o.rid));
+        assert_eq!(s.branch_head("ri.ds.1", "dev").unwrap(), Some(other.rid));
+    }
+
+    #[tokio::test]
     async fn snapshot_commit_replaces_and_abort_discards() {
         let (_d, s) = store(10);
         s.put_file("ri.ds.1", "master", "old.csv", b"old").unwrap();
