@@ -26,7 +26,7 @@ fn local_opt_in() -> bool {
 ///   `#[pipeline]` and `BUILD2_TOKEN` / `RESOURCE_ALIAS_MAP` are set. After a successful
 ///   pipeline the process stays alive until SIGTERM in Foundry (so the platform does not run
 ///   it again) and exits locally; `CMOD_PIPELINE_AFTER_SUCCESS=exit|stay_alive` or
-///   `#[pipeline(after_success = "…")]` chooses (see [`crate::pipeline`]).
+///   `#[pipeline(after_success = "…")]` chooses (see [the `pipeline` module](mod@crate::pipeline)).
 ///
 /// Without a Foundry environment and without the opt-in it fails with an error naming the
 /// missing variables and how to run locally. It returns after a graceful shutdown on

@@ -614,6 +614,8 @@ fn check_aliases(def: &PipelineDef, map: &ResourceAliasMap) -> Result<(), Pipeli
 /// Runs the pipeline against the environment's Foundry until it finishes or `shutdown`
 /// completes: reads the alias map and the build token, resolves every alias, opens the handles,
 /// runs the function, and commits the outputs on success or aborts them on an error or shutdown.
+/// Returns once the run is over: staying alive after success (lifecycle step 6) is what
+/// [`run`](crate::run) adds around it.
 pub async fn run_pipeline(
     def: &'static PipelineDef,
     shutdown: impl Future<Output = ()> + Send,
