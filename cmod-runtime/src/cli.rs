@@ -57,6 +57,7 @@ pub(crate) fn utf8_args(
         .collect()
 }
 
+
 #[cfg(test)]
 mod tests {
     use super::*;

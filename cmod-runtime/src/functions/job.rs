@@ -123,3 +123,4 @@ fn shutdown_error() -> JobError {
         "the module shut down before the function finished",
     )
 }
+

@@ -145,3 +145,4 @@ fn log_poll_error(e: &ClientError, connected: bool) {
         _ => tracing::warn!("{e}"),
     }
 }
+

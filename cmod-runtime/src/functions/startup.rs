@@ -74,3 +74,4 @@ pub(super) async fn restart_notification(client: &RuntimeClient) {
         }
     }
 }
+

@@ -300,3 +300,4 @@ impl<F: Future> ViaNotSend for &SendTag<F> {
         std::future::pending()
     }
 }
+

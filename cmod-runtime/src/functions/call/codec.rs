@@ -1,5 +1,6 @@
 //! Decoding a job's `query` into the inputs, encoding results and stream items.
 
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -109,3 +110,4 @@ pub fn encode_item<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JobError
         JobError::new(ErrorKind::SerializationError, message)
     })
 }
+

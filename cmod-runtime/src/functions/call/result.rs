@@ -187,3 +187,4 @@ where
         Box::pin(iter_output(move || Ok(value), |item| encode_item(&item)))
     }
 }
+

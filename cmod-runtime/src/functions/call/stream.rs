@@ -159,3 +159,4 @@ where
         Poll::Ready(Some(chunk))
     }
 }
+
