@@ -13,6 +13,9 @@
 //! `InputHandle`/`OutputHandle` traits of `cmod-runtime`, whose `#[diagnostic::on_unimplemented]`
 //! messages explain the rule.
 //!
+//! `after_success = "exit" | "stay_alive"` (optional, once) sets `PipelineDef::after_success`;
+//! any other value is an error at the value.
+//!
 //! The function is always re-emitted unchanged (so it stays callable from tests, and IDEs keep
 //! working when the attribute is wrong); every problem is reported at once, each at the tokens
 //! that cause it.
@@ -78,6 +81,8 @@ struct AliasArg {
 #[derive(Default)]
 struct Args {
     aliases: Vec<AliasArg>,
+    /// `after_success = "exit" | "stay_alive"`: the variant name of `AfterSuccess`.
+    after_success: Option<&'static str>,
     /// `input`/`output` keys present with an unusable value, by direction.
     bad_keys: Vec<Direction>,
     /// The arguments could not be parsed at all.
@@ -103,17 +108,29 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
         }
     };
     let mut out = Args::default();
+    let mut after_success_seen = false;
     for meta in metas {
         let path = meta.path();
         let direction = if path.is_ident("input") {
             Direction::Input
         } else if path.is_ident("output") {
             Direction::Output
+        } else if path.is_ident("after_success") {
+            if after_success_seen {
+                errors.spanned(path, "duplicate `after_success`: give it once");
+                continue;
+            }
+            after_success_seen = true;
+            out.after_success = parse_after_success(&meta, errors);
+            continue;
         } else {
             let name = compact(path);
             errors.spanned(
                 path,
-                format!("unknown argument `{name}`; expected one of: `input`, `output`"),
+                format!(
+                    "unknown argument `{name}`; expected one of: `input`, `output`, \
+                     `after_success`"
+                ),
             );
             continue;
         };
@@ -153,6 +170,36 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
         }
     }
     out
+}
+
+/// `after_success = "exit" | "stay_alive"` → the `AfterSuccess` variant; errors point at the
+/// value.
+fn parse_after_success(meta: &Meta, errors: &mut Errors) -> Option<&'static str> {
+    const EXPECTED: &str = "expected `after_success = \"exit\"` (the process exits once the \
+                            pipeline completed) or `after_success = \"stay_alive\"` (it stays \
+                            alive until SIGTERM, so Foundry does not run the pipeline again)";
+    let Meta::NameValue(nv) = meta else {
+        errors.spanned(meta, format!("`after_success` needs a value: {EXPECTED}"));
+        return None;
+    };
+    let Some(lit) = str_lit(&nv.value) else {
+        errors.spanned(
+            &nv.value,
+            format!("`after_success` takes a string literal: {EXPECTED}"),
+        );
+        return None;
+    };
+    match lit.value().as_str() {
+        "exit" => Some("Exit"),
+        "stay_alive" => Some("StayAlive"),
+        other => {
+            errors.spanned(
+                lit,
+                format!("invalid `after_success` value {other:?}; {EXPECTED}"),
+            );
+            None
+        }
+    }
 }
 
 /// Checks the aliases themselves: non-empty, no whitespace, no duplicates, at least one of each
@@ -374,13 +421,25 @@ fn build(args: TokenStream, func: &ItemFn) -> Result<TokenStream, syn::Error> {
         validate_binding(func, &args.aliases, &types, &mut errors);
     }
     errors.finish()?;
-    Ok(generate(func, &args.aliases, &types))
+    Ok(generate(func, &args.aliases, args.after_success, &types))
 }
 
-fn generate(func: &ItemFn, aliases: &[AliasArg], types: &[&Type]) -> TokenStream {
+fn generate(
+    func: &ItemFn,
+    aliases: &[AliasArg],
+    after_success: Option<&'static str>,
+    types: &[&Type],
+) -> TokenStream {
     let name = &func.sig.ident;
     let name_str = name.to_string();
     let p = private_path(&default_crate());
+    let after_success = match after_success {
+        Some(variant) => {
+            let variant = format_ident!("{}", variant);
+            quote!(::core::option::Option::Some(#p::AfterSuccess::#variant))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let vars: Vec<_> = (0..types.len())
         .map(|i| format_ident!("__cmod_handle_{}", i))
         .collect();
@@ -441,6 +500,7 @@ fn generate(func: &ItemFn, aliases: &[AliasArg], types: &[&Type]) -> TokenStream
                     inputs: &[#(#input_defs),*],
                     outputs: &[#(#output_defs),*],
                     run: __cmod_pipeline_run,
+                    after_success: #after_success,
                 };
             }
 
@@ -459,6 +519,41 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn after_success_takes_exit_or_stay_alive_once() {
+        let f = quote!(
+            async fn f(a: DatasetInput, b: DatasetOutput) {}
+        );
+        for ok in ["exit", "stay_alive"] {
+            let errs = errors_of(
+                quote!(input = "raw", output = "out", after_success = #ok),
+                f.clone(),
+            );
+            assert!(errs.is_empty(), "{ok}: {errs:?}");
+        }
+        let errs = errors_of(
+            quote!(input = "raw", output = "out", after_success = "forever"),
+            f.clone(),
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("invalid `after_success` value \"forever\"")
+                && errs[0].contains("`after_success = \"stay_alive\"`"),
+            "{errs:?}"
+        );
+        let errs = errors_of(
+            quote!(
+                input = "raw",
+                output = "out",
+                after_success = "exit",
+                after_success = "exit"
+            ),
+            f,
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("duplicate `after_success`"), "{errs:?}");
     }
 
     #[test]

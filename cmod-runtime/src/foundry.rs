@@ -620,9 +620,10 @@ impl FoundryClient {
     }
 
     /// The pipeline token (`BUILD2_TOKEN`); fails naming the variable when it is unset or empty.
+    /// The file is re-read when it changes and after a 401 (token rotation).
     pub fn pipeline_from_env() -> Result<FoundryClient, AuthError> {
-        let token = PipelineToken::from_env()?;
-        Ok(Self::env_client()?.with_credentials(Credentials::Pipeline(token)))
+        let token = PipelineToken::watch(crate::env::lookup())?;
+        Ok(Self::env_client()?.with_credentials(Credentials::PipelineFile(token)))
     }
 
     /// This client with other credentials (same connections and URLs).
@@ -932,15 +933,16 @@ impl FoundryRequest {
             let status = response.status();
             if status == reqwest::StatusCode::UNAUTHORIZED
                 && !refreshed
-                && let Credentials::Application(provider) = &client.credentials
+                && client
+                    .credentials
+                    .refresh_after_unauthorized(&client.scopes, &auth)
             {
-                let token = auth.expose().strip_prefix("Bearer ").unwrap_or_default();
-                provider.invalidate(&client.scopes, &Secret::new(token));
                 refreshed = true;
                 tracing::debug!(
                     method = %method_name,
                     url = %shown,
-                    "Foundry answered 401; refreshing the application token and retrying once"
+                    mode = client.credentials.mode(),
+                    "Foundry answered 401; refreshing the credential and retrying once"
                 );
                 continue;
             }
@@ -1119,7 +1121,7 @@ impl FoundryClientBuilder {
             CredentialSource::Environment => match crate::auth::app_credentials(lookup) {
                 Ok((id, secret)) => app_provider(&http, &urls, id, secret, self.retry)?,
                 Err(_) => match crate::config::var(lookup, crate::auth::PIPELINE_TOKEN_VAR) {
-                    Some(_) => Credentials::Pipeline(PipelineToken::from_lookup(lookup)?),
+                    Some(_) => Credentials::PipelineFile(PipelineToken::watch(lookup)?),
                     None => Credentials::None,
                 },
             },

@@ -30,6 +30,6 @@ pub use crate::schema::build::{FunctionSpec, InputSpec, function_schema, schema_
 pub use crate::schema::{FunctionSchema, SchemaError};
 // `#[pipeline]`: the definition, the handle traits and the result conversion (see `pipeline/`).
 pub use crate::pipeline::{
-    AliasDef, InputHandle, OutputHandle, PipelineContext, PipelineDef, PipelineFuture,
-    pipeline_result,
+    AfterSuccess, AliasDef, InputHandle, OutputHandle, PipelineContext, PipelineDef,
+    PipelineFuture, pipeline_result,
 };

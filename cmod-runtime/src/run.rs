@@ -23,7 +23,10 @@ fn local_opt_in() -> bool {
 ///   `--invoke NAME '{json}'` it calls the function through the local runtime, prints the
 ///   result and exits; otherwise it serves until Ctrl-C and prints a ready `curl` line.
 /// * In Foundry, functions mode (the job loop) — or pipeline mode when the module has a
-///   `#[pipeline]` and `BUILD2_TOKEN` / `RESOURCE_ALIAS_MAP` are set.
+///   `#[pipeline]` and `BUILD2_TOKEN` / `RESOURCE_ALIAS_MAP` are set. After a successful
+///   pipeline the process stays alive until SIGTERM in Foundry (so the platform does not run
+///   it again) and exits locally; `CMOD_PIPELINE_AFTER_SUCCESS=exit|stay_alive` or
+///   `#[pipeline(after_success = "…")]` chooses (see [the `pipeline` module](mod@crate::pipeline)).
 ///
 /// Without a Foundry environment and without the opt-in it fails with an error naming the
 /// missing variables and how to run locally. It returns after a graceful shutdown on
@@ -43,7 +46,7 @@ pub async fn run() -> crate::Result<()> {
         return match pipeline {
             Some(def) => {
                 logging::init(LogFormat::Pretty);
-                crate::pipeline::local::run_local_pipeline(def, shutdown_signal()).await
+                crate::pipeline::run_replica(def, true, shutdown_signal()).await
             }
             None => crate::functions::local::run_local(flags).await,
         };
@@ -61,7 +64,7 @@ pub async fn run() -> crate::Result<()> {
         if crate::pipeline::has_pipeline_environment(crate::env::lookup()) {
             logging::init(LogFormat::Sls);
             crate::sources::check_required_sources()?;
-            return crate::pipeline::run_pipeline(def, shutdown_signal()).await;
+            return crate::pipeline::run_replica(def, false, shutdown_signal()).await;
         }
         if !crate::config::has_functions_environment(crate::env::lookup()) {
             return Err(crate::config::ConfigError {

@@ -758,6 +758,9 @@ fn example(name: &str) -> tokio::process::Command {
     };
     let mut cmd = tokio::process::Command::new(bin);
     cmd.env_clear()
+        // These tests wait for the process to end: exit once the pipeline completed instead of
+        // staying alive as a Foundry replica does (tests/pipeline_replica.rs covers that).
+        .env("CMOD_PIPELINE_AFTER_SUCCESS", "exit")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

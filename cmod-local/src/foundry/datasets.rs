@@ -9,7 +9,8 @@
 //! | `GET /v2/datasets/{rid}/files/{path}?branchName` | one file's metadata |
 //! | `GET /v2/datasets/{rid}/files/{path}/content?branchName` | file bytes, streamed |
 //! | `POST /v2/datasets/{rid}/files/{path}/upload?transactionRid` (or `branchName&transactionType`) | streamed upload |
-//! | `GET /v2/datasets/{rid}/transactions?preview=true&pageSize&pageToken` | transactions, newest first |
+//! | `GET /v2/datasets/{rid}/transactions?preview=true&pageSize&pageToken` | transactions, newest first (`branchName` is a local addition, off with `set_transaction_branch_names(false)`) |
+//! | `GET /v2/datasets/{rid}/branches/{branch}` | `{"name","transactionRid"?}`: the newest OPEN or COMMITTED transaction of the branch |
 //! | `POST /v2/datasets/{rid}/transactions?branchName` `{"transactionType"}` | open a transaction |
 //! | `GET /v2/datasets/{rid}/transactions/{txn}`, `POST …/{txn}/commit`, `POST …/{txn}/abort` | |
 //!
@@ -37,7 +38,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use super::store::{FileEntry, StoreError, TransactionType};
+use super::store::{FileEntry, StoreError, Transaction, TransactionType};
 use super::{ApiError, FoundryState, Principal};
 
 /// Default branch when a request names none.
@@ -54,6 +55,7 @@ pub(crate) fn routes() -> Router<Arc<FoundryState>> {
             "/api/v2/datasets/{rid}/files/{*rest}",
             get(get_file).post(post_file),
         )
+        .route("/api/v2/datasets/{rid}/branches/{branch}", get(get_branch))
         .route(
             "/api/v2/datasets/{rid}/transactions",
             get(list_transactions).post(create_transaction),
@@ -395,12 +397,17 @@ async fn list_transactions(
             .map_or(all.len(), |i| i + 1),
         None => 0,
     };
-    let page: Vec<_> = all.iter().skip(start).take(size).collect();
+    let page: Vec<_> = all
+        .iter()
+        .skip(start)
+        .take(size)
+        .map(|t| transaction_json(&state, t))
+        .collect();
     let mut body = json!({ "data": page });
     if start + page.len() < all.len()
         && let Some(last) = page.last()
     {
-        body["nextPageToken"] = json!(last.rid);
+        body["nextPageToken"] = last["rid"].clone();
     }
     Ok(axum::Json(body))
 }
@@ -443,7 +450,36 @@ async fn create_transaction(
         )
         .await
         .map_err(api_error)?;
-    Ok(axum::Json(json!(t)))
+    Ok(axum::Json(transaction_json(&state, &t)))
+}
+
+/// A transaction as the API answers it: without `branchName` when
+/// [`LocalFoundry::set_transaction_branch_names`](super::LocalFoundry::set_transaction_branch_names)
+/// turned the local addition off.
+fn transaction_json(state: &FoundryState, t: &Transaction) -> serde_json::Value {
+    let mut v = json!(t);
+    if !state.transaction_branch_names.load(Ordering::SeqCst)
+        && let Some(o) = v.as_object_mut()
+    {
+        o.remove("branchName");
+    }
+    v
+}
+
+/// `GET /v2/datasets/{rid}/branches/{branch}`: `{"name", "transactionRid"?}`, the branch's most
+/// recent `OPEN` or `COMMITTED` transaction.
+async fn get_branch(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, branch)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    let head = state.data.branch_head(&rid, &branch).map_err(api_error)?;
+    let mut body = json!({ "name": branch });
+    if let Some(t) = head {
+        body["transactionRid"] = json!(t);
+    }
+    Ok(axum::Json(body))
 }
 
 async fn get_transaction(
@@ -453,7 +489,7 @@ async fn get_transaction(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     authorize_rid(&state, &headers, READ, &rid)?;
     let t = state.data.transaction(&rid, &txn).map_err(api_error)?;
-    Ok(axum::Json(json!(t)))
+    Ok(axum::Json(transaction_json(&state, &t)))
 }
 
 async fn close_transaction(
@@ -468,7 +504,7 @@ async fn close_transaction(
         state.data.abort_transaction(&rid, &txn).await
     }
     .map_err(api_error)?;
-    Ok(axum::Json(json!(t)))
+    Ok(axum::Json(transaction_json(&state, &t)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -337,6 +337,9 @@ pub(crate) struct FoundryState {
     pub(crate) sources: BTreeMap<String, LocalSource>,
     /// Datasets, streams and media sets ([`store`]).
     pub(crate) data: store::DataStore,
+    /// Whether dataset transactions in API answers carry `branchName` (a local addition that
+    /// Foundry's `Transaction` does not have; [`LocalFoundry::set_transaction_branch_names`]).
+    pub(crate) transaction_branch_names: std::sync::atomic::AtomicBool,
 }
 
 impl FoundryState {
@@ -494,6 +497,7 @@ impl LocalFoundry {
             counters: Counters::default(),
             sources,
             data: store::DataStore::with_options(&dir.join("data"), &options.data)?,
+            transaction_branch_names: std::sync::atomic::AtomicBool::new(true),
         });
         let server = serve_https_on(listener, ca.server_config()?, router(state.clone()))
             .map_err(io_err("starting the HTTPS server"))?;
@@ -591,6 +595,16 @@ impl LocalFoundry {
     /// in a job's `authHeader`, or a pipeline token for `BUILD2_TOKEN`.
     pub fn issue_token(&self, grant: TokenGrant) -> String {
         self.state.tokens.issue(grant)
+    }
+
+    /// Whether dataset transactions in API answers carry `branchName` (default `true`, a local
+    /// addition). Foundry's own `Transaction` has no branch: `false` answers in that shape, to
+    /// test that clients find a branch's transaction through
+    /// `GET /v2/datasets/{rid}/branches/{branch}` instead.
+    pub fn set_transaction_branch_names(&self, on: bool) {
+        self.state
+            .transaction_branch_names
+            .store(on, Ordering::SeqCst);
     }
 
     /// Revokes every issued token: the next request with any of them gets 401. Clients must

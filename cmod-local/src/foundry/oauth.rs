@@ -200,6 +200,28 @@ impl TokenStore {
         token
     }
 
+    /// Issues a new token for the same principal as `old` (a fresh lifetime); `None` when `old`
+    /// is unknown. `old` stays valid until [`TokenStore::revoke`].
+    pub(crate) fn reissue(&self, old: &str) -> Option<String> {
+        let now = Instant::now();
+        let mut tokens = self.tokens();
+        let principal = tokens.get(old)?.principal.clone();
+        let token = random_token("cmod-local-");
+        tokens.insert(
+            token.clone(),
+            Issued {
+                principal,
+                expires_at: now + self.ttl,
+            },
+        );
+        Some(token)
+    }
+
+    /// Revokes one token: requests with it get 401.
+    pub(crate) fn revoke(&self, token: &str) {
+        self.tokens().remove(token);
+    }
+
     pub(crate) fn revoke_all(&self) {
         self.tokens().clear();
     }

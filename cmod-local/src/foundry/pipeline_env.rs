@@ -202,11 +202,89 @@ impl LocalFoundry {
         );
         Ok(env)
     }
+
+    /// Rotates the build token of a run prepared by [`LocalFoundry::pipeline_env`] (`env` is
+    /// what it returned), as Foundry does during a long run: issues a new token for the same
+    /// resources, replaces the `BUILD2_TOKEN` file atomically (write + rename, so a reader sees
+    /// the old or the new token, never a partial one), then revokes the old token, whose next
+    /// request gets 401. Returns nothing secret; the new token is in the file.
+    pub fn rotate_build_token(&self, env: &[(String, String)]) -> Result<(), LocalFoundryError> {
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "BUILD2_TOKEN")
+            .map(|(_, v)| std::path::PathBuf::from(v))
+            .ok_or_else(|| {
+                LocalFoundryError::Options(
+                    "rotate_build_token: the environment has no BUILD2_TOKEN".to_owned(),
+                )
+            })?;
+        let old = std::fs::read_to_string(&path)
+            .map_err(io_err(format!("reading {}", path.display())))?;
+        let old = old.trim();
+        let new = self.state.tokens.reissue(old).ok_or_else(|| {
+            LocalFoundryError::Options(format!(
+                "rotate_build_token: the token in {} is unknown or already revoked",
+                path.display()
+            ))
+        })?;
+        let tmp = path.with_extension("rotating");
+        std::fs::write(&tmp, &new).map_err(io_err(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(format!(
+            "replacing {} with {}",
+            path.display(),
+            tmp.display()
+        )))?;
+        self.state.tokens.revoke(old);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bearer(token: &str) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[tokio::test]
+    async fn rotating_the_build_token_replaces_the_file_and_revokes_the_old_token() {
+        let foundry = LocalFoundry::start(super::super::LocalFoundryOptions::default())
+            .await
+            .unwrap();
+        let env = foundry
+            .pipeline_env(&[PipelineResource::new(
+                "out",
+                "ri.foundry.main.dataset.out",
+                ResourceKind::Dataset,
+            )])
+            .unwrap();
+        let file = env
+            .iter()
+            .find(|(k, _)| k == "BUILD2_TOKEN")
+            .unwrap()
+            .1
+            .clone();
+        let old = std::fs::read_to_string(&file).unwrap();
+        foundry.rotate_build_token(&env).unwrap();
+        let new = std::fs::read_to_string(&file).unwrap();
+        assert_ne!(old, new);
+        let tokens = &foundry.state.tokens;
+        assert!(tokens.authorize(&bearer(&old), None).is_err());
+        let principal = tokens.authorize(&bearer(&new), None).unwrap();
+        // Same reach as the old token.
+        assert!(principal.can_access("ri.foundry.main.dataset.out"));
+        assert!(!principal.can_access("ri.foundry.main.dataset.other"));
+        // The old token cannot be rotated again.
+        std::fs::write(&file, &old).unwrap();
+        assert!(foundry.rotate_build_token(&env).is_err());
+        foundry.shutdown().await;
+    }
 
     #[test]
     fn local_resources_fill_in_and_persist_missing_aliases() {

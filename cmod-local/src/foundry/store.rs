@@ -670,6 +670,26 @@ impl DataStore {
             .unwrap_or_else(|| SEED_TRANSACTION_RID.to_owned()))
     }
 
+    /// The branch as Foundry's `GET /v2/datasets/{rid}/branches/{branch}` describes it: its most
+    /// recent `OPEN` or `COMMITTED` transaction (never an aborted one), `None` when it has none.
+    /// `BranchNotFound` when the branch has neither files nor transactions.
+    pub fn branch_head(&self, rid: &str, branch: &str) -> Result<Option<String>, StoreError> {
+        let dir = self.branch_dir(rid, branch)?;
+        let transactions = self.transactions(rid)?;
+        let head = transactions
+            .iter()
+            .find(|t| t.branch_name == branch && t.status != TransactionStatus::Aborted)
+            .map(|t| t.rid.clone());
+        if head.is_none() && !dir.is_dir() && !transactions.iter().any(|t| t.branch_name == branch)
+        {
+            return Err(not_found(
+                "BranchNotFound",
+                format!("{rid} has no branch `{branch}`"),
+            ));
+        }
+        Ok(head)
+    }
+
     /// Every transaction of the dataset, newest first.
     pub fn transactions(&self, rid: &str) -> Result<Vec<Transaction>, StoreError> {
         let dir = self.dataset_dir(rid)?.join("transactions");
@@ -1107,6 +1127,39 @@ mod tests {
             );
         }
         assert!(s.create_dataset("../x").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_branch_head_is_its_newest_open_or_committed_transaction() {
+        let (_d, s) = store(10);
+        s.create_dataset("ri.ds.1").unwrap();
+        assert_eq!(s.branch_head("ri.ds.1", "master").unwrap(), None);
+        assert!(matches!(
+            s.branch_head("ri.ds.1", "nope"),
+            Err(StoreError::NotFound { .. })
+        ));
+        let c = s
+            .create_transaction("ri.ds.1", "master", TransactionType::Snapshot)
+            .await
+            .unwrap();
+        s.commit_transaction("ri.ds.1", &c.rid).await.unwrap();
+        let a = s
+            .create_transaction("ri.ds.1", "master", TransactionType::Snapshot)
+            .await
+            .unwrap();
+        s.abort_transaction("ri.ds.1", &a.rid).await.unwrap();
+        // Aborted transactions never count.
+        assert_eq!(s.branch_head("ri.ds.1", "master").unwrap(), Some(c.rid));
+        let o = s
+            .create_transaction("ri.ds.1", "master", TransactionType::Snapshot)
+            .await
+            .unwrap();
+        let other = s
+            .create_transaction("ri.ds.1", "dev", TransactionType::Snapshot)
+            .await
+            .unwrap();
+        assert_eq!(s.branch_head("ri.ds.1", "master").unwrap(), Some(o.rid));
+        assert_eq!(s.branch_head("ri.ds.1", "dev").unwrap(), Some(other.rid));
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! | No platform permissions (the default) | none | [`Credentials::None`]: calls fail with [`AuthError`] naming the mode to enable |
 //! | Application permissions | `CLIENT_ID`, `CLIENT_SECRET` | [`AppTokenProvider`]: OAuth2 client credentials, cached and refreshed tokens |
 //! | Per-job user token | the job's `authHeader` | [`Context::foundry_as_user`](crate::Context::foundry_as_user) |
-//! | Pipeline | `BUILD2_TOKEN` (file) | [`PipelineToken::from_env`] |
+//! | Pipeline | `BUILD2_TOKEN` (file) | [`PipelineToken::watch`]: re-read when the file changes and after a 401 |
 //!
 //! Every credential plugs into [`FoundryClient`](crate::foundry::FoundryClient), which adds the
 //! `Authorization` header, the right CA, timeouts and retries. Tokens are [`Secret`]s: they never
@@ -14,7 +14,8 @@
 mod oauth;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub use oauth::AppTokenProvider;
 
@@ -125,8 +126,11 @@ pub enum Credentials {
     Application(AppTokenProvider),
     /// The invoking user's `authHeader` (a complete `Authorization` header value).
     User(Secret),
-    /// The pipeline job token (`BUILD2_TOKEN`).
+    /// A fixed pipeline job token (read once from `BUILD2_TOKEN`).
     Pipeline(Secret),
+    /// The pipeline job token file (`BUILD2_TOKEN`), re-read when it changes and after a 401,
+    /// so a token rotated during a run is picked up ([`PipelineToken::watch`]).
+    PipelineFile(PipelineToken),
     /// Any other bearer token.
     Bearer(Secret),
 }
@@ -149,7 +153,7 @@ impl Credentials {
             Credentials::None => "none",
             Credentials::Application(_) => "application",
             Credentials::User(_) => "user",
-            Credentials::Pipeline(_) => "pipeline",
+            Credentials::Pipeline(_) | Credentials::PipelineFile(_) => "pipeline",
             Credentials::Bearer(_) => "bearer",
         }
     }
@@ -167,6 +171,31 @@ impl Credentials {
             Credentials::Pipeline(t) | Credentials::Bearer(t) => {
                 Ok(Secret::new(format!("Bearer {}", t.expose())))
             }
+            Credentials::PipelineFile(t) => {
+                let token = t.current()?;
+                Ok(Secret::new(format!("Bearer {}", token.expose())))
+            }
+        }
+    }
+
+    /// Called when Foundry answered 401 to `refused` (the `Authorization` value sent): drops
+    /// what made that credential stale and says whether the request should be retried once.
+    /// Application tokens are invalidated (a new one is fetched); the pipeline token file is
+    /// re-read. Fixed credentials cannot get better: no retry.
+    pub(crate) fn refresh_after_unauthorized(&self, scopes: &[String], refused: &Secret) -> bool {
+        match self {
+            Credentials::Application(provider) => {
+                let token = refused.expose().strip_prefix("Bearer ").unwrap_or_default();
+                provider.invalidate(scopes, &Secret::new(token));
+                true
+            }
+            Credentials::PipelineFile(t) => {
+                if let Err(e) = t.reload() {
+                    tracing::warn!(error = %e, "re-reading the build token after a 401 failed");
+                }
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -180,11 +209,134 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// The pipeline job token, `BUILD2_TOKEN` (PROTOCOL §6.3).
-#[derive(Debug)]
-pub struct PipelineToken;
+/// The pipeline job token, `BUILD2_TOKEN` (PROTOCOL §6.3): the file Foundry mounts, which it may
+/// rotate while the module runs.
+///
+/// [`PipelineToken::watch`] gives a handle that re-reads the file whenever it changes (its size,
+/// modification time or inode; a Kubernetes secret swapped through a symlink counts) and on
+/// [`reload`](PipelineToken::reload), which the Foundry client calls after a 401 before
+/// retrying once. Cheap to clone; clones share the cached token. `Debug` shows the file, never
+/// the token.
+#[derive(Clone)]
+pub struct PipelineToken {
+    inner: Arc<TokenFile>,
+}
+
+struct TokenFile {
+    path: PathBuf,
+    cached: Mutex<(Option<FileStamp>, Secret)>,
+}
+
+/// What identifies one version of the token file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    ino: u64,
+    #[cfg(unix)]
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let m = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt as _;
+        Some(FileStamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            #[cfg(unix)]
+            ino: m.ino(),
+            #[cfg(unix)]
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+impl fmt::Debug for PipelineToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineToken")
+            .field("file", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
 
 impl PipelineToken {
+    /// Reads the token file named by `BUILD2_TOKEN` and keeps watching it: the returned handle's
+    /// [`current`](PipelineToken::current) re-reads the file when it changed. Fails like
+    /// [`PipelineToken::from_lookup`].
+    pub fn watch(lookup: &dyn Fn(&str) -> Option<String>) -> Result<PipelineToken, AuthError> {
+        let path = crate::config::var(lookup, PIPELINE_TOKEN_VAR).ok_or_else(|| {
+            AuthError::PipelineToken {
+                message: "not set".to_owned(),
+            }
+        })?;
+        Self::watch_file(Path::new(path.trim()))
+    }
+
+    /// [`PipelineToken::watch`] for an explicit file.
+    pub fn watch_file(path: &Path) -> Result<PipelineToken, AuthError> {
+        let stamp = FileStamp::of(path);
+        let token = read_pipeline_token(path)?;
+        Ok(PipelineToken {
+            inner: Arc::new(TokenFile {
+                path: path.to_owned(),
+                cached: Mutex::new((stamp, token)),
+            }),
+        })
+    }
+
+    /// The token file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, (Option<FileStamp>, Secret)> {
+        // Replaced as a whole under the lock: a poisoned lock still holds a consistent pair.
+        self.inner
+            .cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The current token: the cached one while the file is unchanged, else the file's new
+    /// contents. A file that cannot be read right now (being replaced) keeps the cached token.
+    pub fn current(&self) -> Result<Secret, AuthError> {
+        let stamp = FileStamp::of(&self.inner.path);
+        {
+            let cached = self.cached();
+            if stamp.is_some() && cached.0 == stamp {
+                return Ok(cached.1.clone());
+            }
+        }
+        match read_pipeline_token(&self.inner.path) {
+            Ok(token) => {
+                let mut cached = self.cached();
+                if cached.1 != token {
+                    tracing::info!(
+                        file = %self.inner.path.display(),
+                        "the build token file changed: using the new token"
+                    );
+                }
+                *cached = (stamp, token.clone());
+                Ok(token)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "build token file unreadable; keeping the last token");
+                Ok(self.cached().1.clone())
+            }
+        }
+    }
+
+    /// Re-reads the file now, whatever its metadata says (after Foundry refused the token).
+    pub fn reload(&self) -> Result<Secret, AuthError> {
+        let stamp = FileStamp::of(&self.inner.path);
+        let token = read_pipeline_token(&self.inner.path)?;
+        *self.cached() = (stamp, token.clone());
+        Ok(token)
+    }
+
     /// Reads the token file named by `BUILD2_TOKEN` (trimmed). Fails, naming the variable and the
     /// file, when the variable is unset or the file is missing or empty.
     pub fn from_env() -> Result<Secret, AuthError> {
@@ -198,9 +350,13 @@ impl PipelineToken {
                 message: "not set".to_owned(),
             }
         })?;
-        crate::config::read_token_file(PIPELINE_TOKEN_VAR, Path::new(path.trim()))
-            .map_err(|p| AuthError::PipelineToken { message: p.message })
+        read_pipeline_token(Path::new(path.trim()))
     }
+}
+
+fn read_pipeline_token(path: &Path) -> Result<Secret, AuthError> {
+    crate::config::read_token_file(PIPELINE_TOKEN_VAR, path)
+        .map_err(|p| AuthError::PipelineToken { message: p.message })
 }
 
 /// `CLIENT_ID` and `CLIENT_SECRET`, when both are set.
@@ -267,6 +423,35 @@ mod tests {
         assert!(
             err.contains("BUILD2_TOKEN") && err.contains("empty"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_watched_pipeline_token_follows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("BUILD2_TOKEN");
+        std::fs::write(&file, "first\n").unwrap();
+        let path = file.display().to_string();
+        let t = PipelineToken::watch(&|k| (k == "BUILD2_TOKEN").then(|| path.clone())).unwrap();
+        assert_eq!(t.current().unwrap().expose(), "first");
+        // Replaced the way secrets are rotated: a new file renamed over the old one.
+        let tmp = dir.path().join("next");
+        std::fs::write(&tmp, "second-token").unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        assert_eq!(t.current().unwrap().expose(), "second-token");
+        // Clones share the cache; reload reads whatever the metadata says.
+        let c = t.clone();
+        std::fs::write(&file, "third-token!").unwrap();
+        assert_eq!(c.reload().unwrap().expose(), "third-token!");
+        assert_eq!(t.current().unwrap().expose(), "third-token!");
+        // A file missing for a moment keeps the last token; Debug shows the file only.
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(t.current().unwrap().expose(), "third-token!");
+        assert!(t.reload().is_err());
+        let shown = format!("{t:?}{:?}", Credentials::PipelineFile(t.clone()));
+        assert!(
+            shown.contains("BUILD2_TOKEN") && !shown.contains("third"),
+            "{shown}"
         );
     }
 

@@ -14,7 +14,7 @@
 //! | `local.rs` | local mode (`CMOD_LOCAL=1`): the embedded runtime and `--invoke` |
 
 pub(crate) mod call;
-mod client;
+pub(crate) mod client;
 mod drain;
 mod job;
 mod job_loop;

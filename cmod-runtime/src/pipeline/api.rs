@@ -8,6 +8,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
 
 use super::error::{PipelineError, ResourceRef};
+use crate::auth::Credentials;
 use crate::foundry::{
     ApiError, FoundryClient, FoundryError, FoundryRequest, Method, Service, without_query,
 };
@@ -164,6 +165,15 @@ impl Api {
         if status.is_success() {
             return Ok(response);
         }
+        if status == reqwest::StatusCode::UNAUTHORIZED
+            && let Credentials::PipelineFile(token) = self.client.credentials()
+        {
+            // A streamed body cannot be replayed, so no retry here; but the next request must
+            // not use the refused token again.
+            if let Err(e) = token.reload() {
+                tracing::warn!(error = %e, "re-reading the build token after a 401 failed");
+            }
+        }
         let body = response.bytes().await.unwrap_or_default();
         Err(fail(FoundryError::Api(Box::new(ApiError::from_body(
             "POST",
@@ -175,12 +185,20 @@ impl Api {
     }
 }
 
-/// Wraps a Foundry error with the resource and operation.
+/// Wraps a Foundry error with the resource and operation. A 401 (the client already re-read
+/// the build token and retried once) is [`PipelineError::TokenRefused`].
 pub(crate) fn foundry(
     resource: &ResourceRef,
     operation: &str,
     source: FoundryError,
 ) -> PipelineError {
+    if source.status() == Some(401) {
+        return PipelineError::TokenRefused {
+            resource: Box::new(resource.clone()),
+            operation: operation.to_owned(),
+            source,
+        };
+    }
     PipelineError::Foundry {
         resource: Box::new(resource.clone()),
         operation: operation.to_owned(),

@@ -511,41 +511,120 @@ struct Transaction {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct TransactionPage {
     #[serde(default)]
     data: Vec<Transaction>,
+    #[serde(default)]
+    next_page_token: Option<String>,
 }
 
-/// The newest OPEN transaction on the branch, if the build system opened one.
+/// `GET /v2/datasets/{rid}/branches/{branch}`: the branch's most recent `OPEN` or `COMMITTED`
+/// transaction.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Branch {
+    #[serde(default)]
+    transaction_rid: Option<String>,
+}
+
+/// Upper bound on listing pages, so a server that keeps answering the same `nextPageToken`
+/// cannot keep the module listing forever.
+const MAX_TRANSACTION_PAGES: usize = 10_000;
+
+/// The branch's current transaction (`transactionRid` of the branch), `None` when the branch
+/// has none or cannot be read.
+async fn branch_head(api: &Api, resource: &ResourceRef) -> Result<Option<String>, PipelineError> {
+    let path = format!(
+        "v2/datasets/{}/branches/{}",
+        encode_segment(&resource.rid),
+        encode_segment(&resource.branch)
+    );
+    let req = api.request(Method::GET, Service::ApiGateway, path);
+    match api
+        .json::<Branch>(resource, || "reading the branch".to_owned(), req)
+        .await
+    {
+        Ok(b) => Ok(b.transaction_rid),
+        Err(e) if matches!(e.status(), Some(401 | 403)) => Err(e),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the branch");
+            Ok(None)
+        }
+    }
+}
+
+/// The build system's `OPEN` transaction on the output's branch, if there is one.
+///
+/// Pages through the dataset's transactions, newest first, following `nextPageToken` (up to the
+/// last page when none matches). Branch-safe: Foundry allows one open transaction per dataset
+/// *branch*, so other branches may have theirs. A listed transaction that names its branch
+/// (`branchName`) must name the output's; one that does not (Foundry's `Transaction` has no
+/// branch field) must be the branch's current transaction. When neither can be established,
+/// nothing is reused (the module opens its own transaction, or fails with Foundry's
+/// `OpenTransactionAlreadyExists`). A listing that is unavailable (other than 401/403, which
+/// fail) means no reuse.
 async fn open_transaction(
     api: &Api,
     resource: &ResourceRef,
 ) -> Result<Option<String>, PipelineError> {
     let path = format!("v2/datasets/{}/transactions", encode_segment(&resource.rid));
-    let req = api
-        .request(Method::GET, Service::ApiGateway, path)
-        .query("preview", "true")
-        .query("pageSize", 50);
-    match api
-        .json::<TransactionPage>(resource, || "listing transactions".to_owned(), req)
-        .await
-    {
-        Ok(page) => Ok(page
-            .data
-            .into_iter()
-            .find(|t| {
-                t.status.as_deref() == Some("OPEN")
-                    && t.branch_name
-                        .as_deref()
-                        .is_none_or(|b| b == resource.branch)
-            })
-            .map(|t| t.rid)),
-        Err(e) if matches!(e.status(), Some(401 | 403)) => Err(e),
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot list transactions; opening a new one");
-            Ok(None)
+    let mut token: Option<String> = None;
+    // Read once, when a transaction without a branch name is first seen.
+    let mut head: Option<Option<String>> = None;
+    for page_number in 0..MAX_TRANSACTION_PAGES {
+        let mut req = api
+            .request(Method::GET, Service::ApiGateway, path.clone())
+            .query("preview", "true")
+            .query("pageSize", 100);
+        if let Some(t) = &token {
+            req = req.query("pageToken", t);
+        }
+        let page = match api
+            .json::<TransactionPage>(
+                resource,
+                || format!("listing transactions (page {})", page_number + 1),
+                req,
+            )
+            .await
+        {
+            Ok(page) => page,
+            Err(e) if matches!(e.status(), Some(401 | 403)) => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list transactions; opening a new one");
+                return Ok(None);
+            }
+        };
+        for t in page.data {
+            if t.status.as_deref() != Some("OPEN") {
+                continue;
+            }
+            match t.branch_name.as_deref() {
+                Some(b) if b == resource.branch => return Ok(Some(t.rid)),
+                Some(_) => {}
+                None => {
+                    if head.is_none() {
+                        head = Some(branch_head(api, resource).await?);
+                    }
+                    if head.as_ref().and_then(Option::as_deref) == Some(t.rid.as_str()) {
+                        return Ok(Some(t.rid));
+                    }
+                }
+            }
+        }
+        match page.next_page_token {
+            Some(next) if !next.is_empty() && token.as_deref() != Some(next.as_str()) => {
+                token = Some(next);
+            }
+            _ => return Ok(None),
         }
     }
+    tracing::warn!(
+        alias = %resource.alias,
+        rid = %resource.rid,
+        "transaction listing still had pages after {MAX_TRANSACTION_PAGES}; not reusing any"
+    );
+    Ok(None)
 }
 
 impl OutputHandle for DatasetOutput {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::auth::PIPELINE_TOKEN_VAR;
 use crate::foundry::FoundryError;
 
 /// What kind of resource an alias names.
@@ -92,6 +93,22 @@ pub enum PipelineError {
         /// What was being done (`listing files`, `reading file `a.csv``, …).
         operation: String,
         /// The Foundry error.
+        #[source]
+        source: FoundryError,
+    },
+    /// Foundry refused the build token (HTTP 401) for a resource, even after the `BUILD2_TOKEN`
+    /// file was re-read (a rotated token is picked up and the request retried once).
+    #[error(
+        "{resource}: {operation} failed: Foundry refused the build token (HTTP 401) even after \
+         {PIPELINE_TOKEN_VAR} was re-read; the token has expired or was revoked and the file \
+         holds no newer one ({source})"
+    )]
+    TokenRefused {
+        /// The resource.
+        resource: Box<ResourceRef>,
+        /// What was being done.
+        operation: String,
+        /// The 401 answer.
         #[source]
         source: FoundryError,
     },
@@ -197,6 +214,7 @@ impl PipelineError {
     pub fn resource(&self) -> Option<&ResourceRef> {
         match self {
             PipelineError::Foundry { resource, .. }
+            | PipelineError::TokenRefused { resource, .. }
             | PipelineError::Decode { resource, .. }
             | PipelineError::Protocol { resource, .. }
             | PipelineError::Encode { resource, .. }
@@ -209,7 +227,9 @@ impl PipelineError {
     /// The HTTP status Foundry answered, when this is a Foundry error.
     pub fn status(&self) -> Option<u16> {
         match self {
-            PipelineError::Foundry { source, .. } => source.status(),
+            PipelineError::Foundry { source, .. } | PipelineError::TokenRefused { source, .. } => {
+                source.status()
+            }
             _ => None,
         }
     }
@@ -217,7 +237,7 @@ impl PipelineError {
     /// Foundry's `errorName`, when this is a Foundry error that had one.
     pub fn error_name(&self) -> Option<&str> {
         match self {
-            PipelineError::Foundry { source, .. } => {
+            PipelineError::Foundry { source, .. } | PipelineError::TokenRefused { source, .. } => {
                 source.api().and_then(|a| a.error_name.as_deref())
             }
             _ => None,

@@ -34,6 +34,11 @@
 //! must be an `async fn` returning `()` or `Result<(), E>` with `E: Display`; it stays an
 //! ordinary function you can call from tests.
 //!
+//! One more key, optional and at most once: `after_success = "exit"` or
+//! `after_success = "stay_alive"` chooses what the process does once the pipeline succeeded
+//! (see [Lifecycle](#lifecycle), step 6; the `CMOD_PIPELINE_AFTER_SUCCESS` variable overrides
+//! it).
+//!
 //! # Lifecycle
 //!
 //! 1. `RESOURCE_ALIAS_MAP` (alias → `{rid, branch}`; branch defaults to `master`),
@@ -52,6 +57,22 @@
 //!    [`PipelineError::Cancelled`]), every output is aborted, each abort is logged at `ERROR` with
 //!    the pipeline, alias and RID, and [`run`](crate::run) returns the error (the process exits
 //!    non-zero).
+//! 6. After success, in Foundry, the process stays alive (idle, having logged once that the
+//!    pipeline completed) until SIGTERM, then exits 0: Foundry restarts replicas whose process
+//!    exits, which would run the pipeline again. Local runs (`CMOD_LOCAL=1`) exit at once.
+//!    `#[pipeline(…, after_success = "exit" | "stay_alive")]` chooses either, and the
+//!    `CMOD_PIPELINE_AFTER_SUCCESS` variable (same values) overrides the attribute. When the
+//!    functions-mode runtime variables are set too, the replica keeps polling them and answers
+//!    every job with an error (`UnknownFunction`), so the platform sees a responsive replica.
+//!
+//! # Build token rotation
+//!
+//! The build token is read from the `BUILD2_TOKEN` file whenever the file changes (size,
+//! modification time or inode), not only at startup, and every request — commit and abort
+//! included — uses the current token. A request answered 401 re-reads the file and is retried
+//! once (a streamed upload cannot be replayed: it fails, and the next request uses the new
+//! token). A token still refused fails with [`PipelineError::TokenRefused`], naming the alias and
+//! RID.
 //!
 //! A pipeline that follows a stream ([`StreamInput::follow`]) is not cut short by SIGTERM/SIGINT:
 //! its followed streams end at their next request (committing what was processed), and it gets
@@ -61,10 +82,14 @@
 //! # Dataset output transactions
 //!
 //! A [`DatasetOutput`] writes into one transaction. If the build system already opened one on
-//! the output's branch (the newest `OPEN` transaction, from
-//! `GET /v2/datasets/{rid}/transactions?preview=true`), uploads go into it and it is **not**
-//! committed by the module: the build system owns it and commits it when the pipeline
-//! completes. Otherwise the handle opens a `SNAPSHOT` transaction (the output's files become
+//! the output's branch, uploads go into it and it is **not** committed by the module: the build
+//! system owns it and commits it when the pipeline completes. The module pages through every
+//! transaction of `GET /v2/datasets/{rid}/transactions?preview=true` (following
+//! `nextPageToken`) and takes the newest `OPEN` one **of the output's branch**: a transaction
+//! that names its branch must name the output's; one that does not (Foundry's `Transaction` has
+//! no branch field) must be the branch's current transaction
+//! (`GET /v2/datasets/{rid}/branches/{branch}`). An `OPEN` transaction of another branch is never
+//! written into; when the branch cannot be checked, none is reused. Otherwise the handle opens a `SNAPSHOT` transaction (the output's files become
 //! exactly the files written by this run) and commits it when the function returns `Ok`.
 //! Either way, on failure or cancellation the transaction is aborted, so a half-written output
 //! is never committed. An output with a [`FileWriter`] dropped before
@@ -109,6 +134,7 @@ mod error;
 mod follow;
 mod media;
 mod reader;
+mod replica;
 mod stream;
 
 #[cfg(feature = "local")]
@@ -129,6 +155,8 @@ pub use error::{PipelineError, ResourceKind, ResourceRef};
 pub use follow::{Follow, FollowOptions, StartPosition};
 pub use media::{MediaSetInput, MediaSetOutput};
 pub use reader::FileReader;
+pub(crate) use replica::run_replica;
+pub use replica::{AFTER_SUCCESS_VAR, AfterSuccess};
 pub use stream::{Record, RecordCursor, StreamInput, StreamOutput};
 
 use crate::auth::{AuthError, Credentials, PipelineToken};
@@ -165,6 +193,9 @@ pub struct PipelineDef {
     pub outputs: &'static [AliasDef],
     /// Opens every handle and calls the function.
     pub run: fn(PipelineContext) -> PipelineFuture,
+    /// `after_success = "…"` of the attribute: what the process does once the pipeline
+    /// succeeded (`None`: the default of the environment; see [`AfterSuccess`]).
+    pub after_success: Option<AfterSuccess>,
 }
 
 impl PipelineDef {
@@ -520,7 +551,7 @@ fn load_environment(
     let aliases = ResourceAliasMap::from_lookup(lookup)
         .map_err(|p| problems.push(p))
         .ok();
-    let token = match PipelineToken::from_lookup(lookup) {
+    let token = match PipelineToken::watch(lookup) {
         Ok(t) => Some(t),
         Err(AuthError::PipelineToken { message }) => {
             problems.push(Problem {
@@ -540,7 +571,11 @@ fn load_environment(
         }
     };
     let client = FoundryClient::builder()
-        .credentials(Credentials::Pipeline(token.clone().unwrap_or_default()))
+        .credentials(
+            token
+                .clone()
+                .map_or(Credentials::None, Credentials::PipelineFile),
+        )
         .build_from_lookup(lookup);
     let client = match client {
         Ok(c) => match c.api_url() {
@@ -593,6 +628,8 @@ fn check_aliases(def: &PipelineDef, map: &ResourceAliasMap) -> Result<(), Pipeli
 /// Runs the pipeline against the environment's Foundry until it finishes or `shutdown`
 /// completes: reads the alias map and the build token, resolves every alias, opens the handles,
 /// runs the function, and commits the outputs on success or aborts them on an error or shutdown.
+/// Returns once the run is over: staying alive after success (lifecycle step 6) is what
+/// [`run`](crate::run) adds around it.
 pub async fn run_pipeline(
     def: &'static PipelineDef,
     shutdown: impl Future<Output = ()> + Send,
