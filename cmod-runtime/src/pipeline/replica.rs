@@ -124,9 +124,18 @@ pub(crate) async fn run_replica(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let poller =
         jobs.map(|client| tokio::spawn(answer_jobs(client, def.name, completed_rx, stop_rx)));
-    let result = run_once(def, local, shutdown.as_mut()).await;
+    // A pipeline that follows streams returns `Ok` after SIGTERM (its followed streams end):
+    // the signal is then already consumed and must neither be awaited again (an `async fn`
+    // future panics when polled after completion) nor waited for a second time.
+    let signalled = std::sync::atomic::AtomicBool::new(false);
+    let result = run_once(def, local, async {
+        shutdown.as_mut().await;
+        signalled.store(true, std::sync::atomic::Ordering::SeqCst);
+    })
+    .await;
     let _ = completed_tx.send(true);
-    if result.is_ok() && after == AfterSuccess::StayAlive {
+    let signalled = signalled.load(std::sync::atomic::Ordering::SeqCst);
+    if result.is_ok() && after == AfterSuccess::StayAlive && !signalled {
         tracing::info!(
             pipeline = def.name,
             "pipeline completed; this replica stays alive (idle) until SIGTERM so the platform \
