@@ -29,16 +29,7 @@ use crate::layout::{
 };
 use crate::rootfs::{Rootfs, RootfsError};
 
-/// The default runtime user and group id (the value Foundry's examples use).
-pub const DEFAULT_USER: u32 = 5000;
-/// Where the CA bundle lives on Debian-family hosts and in the image.
-pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-/// `PATH` inside the image.
-pub const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Directory of the entrypoint binary inside the image (also the working directory).
-pub const APP_DIR: &str = "/app";
-/// Ports reserved by Foundry's sidecars (PROTOCOL §1, §9).
-pub const RESERVED_PORTS: [u16; 2] = [8945, 8946];
+pub use crate::requirements::{APP_DIR, CA_BUNDLE, DEFAULT_USER, IMAGE_PATH, RESERVED_PORTS};
 
 const BUSYBOX_CANDIDATES: [&str; 4] = [
     "/bin/busybox",

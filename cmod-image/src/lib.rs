@@ -13,7 +13,8 @@
 //! - [`mod@check`]: validates a layout directory or archive: digests and sizes, platform, user,
 //!   ports, tag, shell, `tee`, and the entrypoint (and its dynamic loader) in the layers.
 //! - [`layout`]: the OCI types (index, manifest, config, descriptors) and reading/writing of
-//!   layouts and archives; [`rootfs`] and [`elf`] are the building blocks.
+//!   layouts and archives; [`rootfs`] and [`elf`] are the building blocks; [`requirements`]
+//!   holds the constants both sides share (`check` does not depend on `build`).
 //!
 //! The `cmod-image` binary is a thin CLI over these modules:
 //!
@@ -26,6 +27,7 @@ pub mod build;
 pub mod check;
 pub mod elf;
 pub mod layout;
+pub mod requirements;
 pub mod rootfs;
 
 pub use build::{BuildError, BuildOptions, BuildReport, build};
