@@ -27,6 +27,7 @@ pub mod build;
 pub mod check;
 pub mod elf;
 pub mod layout;
+pub mod local_runtime;
 pub mod requirements;
 pub mod rootfs;
 

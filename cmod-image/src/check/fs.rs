@@ -335,7 +335,9 @@ pub(super) fn check_filesystem(
         .get(layer)
         .and_then(Option::as_ref)
         .and_then(|(data, compression)| {
-            read_layer_file(data, *compression, &key, 64 * 1024)
+            // The whole file: the header for the architecture and loader, the rest for the
+            // local-runtime markers.
+            read_layer_file(data, *compression, &key, u64::MAX)
                 .ok()
                 .flatten()
         });
@@ -346,6 +348,12 @@ pub(super) fn check_filesystem(
         return;
     };
     let path = format!("/{key}");
+    if let Some(marker) = crate::local_runtime::find_marker(&head) {
+        image.warnings.push(format!(
+            "the entrypoint {path} contains cmod-runtime's embedded local runtime (found `{marker}`): \
+             production images leave it out (build without the crate's `local` feature; see docs/container.md)"
+        ));
+    }
     if let Some(script) = head.strip_prefix(b"#!") {
         let line = script.split(|&b| b == b'\n').next().unwrap_or_default();
         let interpreter = String::from_utf8_lossy(line)
