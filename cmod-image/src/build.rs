@@ -1039,4 +1039,47 @@ mod tests {
         opts.user = 0;
         assert!(matches!(validate(&opts), Err(BuildError::RootUser)));
     }
+
+    #[test]
+    fn a_binary_with_the_local_runtime_is_refused_unless_allowed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let binary = dir.path().join("module");
+        std::fs::write(&binary, b"#!/bin/sh\n# cmod local runtime CA\n").expect("write");
+        let mut opts = BuildOptions::prebuilt(&binary);
+        opts.tag = Some("module:1".to_owned());
+        opts.output_dir = Some(dir.path().join("out"));
+        let err = build(&opts).expect_err("refused");
+        assert!(
+            matches!(&err, BuildError::LocalRuntimeLinked { marker, .. } if *marker == "cmod local runtime CA"),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("--allow-local-runtime"), "{message}");
+        assert!(message.contains("default-features = false"), "{message}");
+        // Allowed: packaging goes on (and fails here only because this is not a real ELF).
+        opts.allow_local_runtime = true;
+        let err = build(&opts).expect_err("not an ELF");
+        assert!(matches!(err, BuildError::NotElf { .. }), "{err}");
+    }
+
+    #[test]
+    fn cargo_arguments_carry_the_manifest_package_and_features() {
+        let features = CargoFeatures {
+            features: vec!["a,b".to_owned(), "c".to_owned()],
+            ..CargoFeatures::default()
+        };
+        let build = CargoBuild {
+            cargo: Path::new("cargo"),
+            profile: "release",
+            manifest_path: Some(Path::new("m/Cargo.toml")),
+            package: None,
+            bin: Some("svc"),
+            features: &features,
+        };
+        assert_eq!(
+            build.command_line(),
+            "cargo build --profile release --manifest-path m/Cargo.toml --bin svc --no-default-features --features a,b,c"
+        );
+        assert_eq!(build.what(), "the package of m/Cargo.toml");
+    }
 }
