@@ -29,16 +29,7 @@ use crate::layout::{
 };
 use crate::rootfs::{Rootfs, RootfsError};
 
-/// The default runtime user and group id (the value Foundry's examples use).
-pub const DEFAULT_USER: u32 = 5000;
-/// Where the CA bundle lives on Debian-family hosts and in the image.
-pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-/// `PATH` inside the image.
-pub const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Directory of the entrypoint binary inside the image (also the working directory).
-pub const APP_DIR: &str = "/app";
-/// Ports reserved by Foundry's sidecars (PROTOCOL §1, §9).
-pub const RESERVED_PORTS: [u16; 2] = [8945, 8946];
+pub use crate::requirements::{APP_DIR, CA_BUNDLE, DEFAULT_USER, IMAGE_PATH, RESERVED_PORTS};
 
 const BUSYBOX_CANDIDATES: [&str; 4] = [
     "/bin/busybox",
@@ -74,12 +65,10 @@ pub enum BuildError {
         source: io::Error,
     },
     /// `cargo build` failed.
-    #[error(
-        "`cargo build --release -p {package}` failed ({status}); fix the errors cargo printed above"
-    )]
+    #[error("`{command}` failed ({status}); fix the errors cargo printed above")]
     CargoFailed {
-        /// The package.
-        package: String,
+        /// The cargo command line.
+        command: String,
         /// Cargo's exit status.
         status: ExitStatus,
     },
@@ -87,18 +76,18 @@ pub enum BuildError {
     #[error("cannot read cargo's build messages: {0}")]
     CargoMessages(#[source] io::Error),
     /// The package built no (matching) binary.
-    #[error("package `{package}` produced no binary{}; pass --bin NAME for the binary to package",
+    #[error("{package} produced no binary{}; pass --bin NAME for the binary to package",
         bin.as_ref().map(|b| format!(" named `{b}`")).unwrap_or_default())]
     NoBinary {
-        /// The package.
+        /// The package (`package `name``, or the manifest it came from).
         package: String,
         /// The requested binary name, if any.
         bin: Option<String>,
     },
     /// The package has several binaries and none was chosen.
-    #[error("package `{package}` has several binaries ({}); choose one with --bin NAME", names.join(", "))]
+    #[error("{package} has several binaries ({}); choose one with --bin NAME", names.join(", "))]
     AmbiguousBinary {
-        /// The package.
+        /// The package (`package `name``, or the manifest it came from).
         package: String,
         /// Its binaries.
         names: Vec<String>,
@@ -193,6 +182,21 @@ pub enum BuildError {
     /// Writing the layout failed.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// The binary links `cmod-runtime`'s embedded local runtime (see [`crate::local_runtime`]).
+    #[error(
+        "{} contains cmod-runtime's embedded local runtime (found `{marker}`), which a production image leaves out. \
+         Make it a feature of your crate: `cmod-runtime = {{ version = \"…\", default-features = false }}` with \
+         `[features] default = [\"local\"]` and `local = [\"cmod-runtime/local\"]`; cmod-image builds without \
+         default features unless you pass --default-features or --all-features. \
+         Or pass --allow-local-runtime to package it anyway",
+        path.display()
+    )]
+    LocalRuntimeLinked {
+        /// The binary.
+        path: PathBuf,
+        /// The marker found in it.
+        marker: &'static str,
+    },
     /// Writing the layer's tar failed.
     #[error("cannot write the layer tar: {0}")]
     Tar(#[source] io::Error),
@@ -201,10 +205,10 @@ pub enum BuildError {
 /// Where the binary comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BinarySource {
-    /// `cargo build --release -p <package> [--bin <bin>]`.
+    /// `cargo build --release [--manifest-path M] [-p <package>] [--bin <bin>]`.
     Cargo {
-        /// The package to build.
-        package: String,
+        /// The package to build (default: the package of the manifest, as cargo chooses).
+        package: Option<String>,
         /// The binary target, when the package has several.
         bin: Option<String>,
     },
@@ -248,6 +252,112 @@ pub struct BuildOptions {
     pub cargo: Option<PathBuf>,
     /// The cargo profile to build with (default `release`).
     pub profile: String,
+    /// `--manifest-path`: the `Cargo.toml` of the crate (or workspace) to build; default: cargo's
+    /// search from the current directory.
+    pub manifest_path: Option<PathBuf>,
+    /// Which cargo features to build with (default: none of the default features).
+    pub features: CargoFeatures,
+    /// Package a binary that links `cmod-runtime`'s embedded local runtime (refused by default:
+    /// see [`crate::local_runtime`]).
+    pub allow_local_runtime: bool,
+}
+
+/// The cargo feature selection of an image build.
+///
+/// Unlike `cargo build`, the default is **no default features**: a module crate enables the
+/// embedded local runtime for development with `default = ["local"]`, and the production image
+/// leaves it out. `default_features: true` (`--default-features`) keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CargoFeatures {
+    /// `--features`: features to enable (comma or space separated lists are split).
+    pub features: Vec<String>,
+    /// `--all-features`.
+    pub all_features: bool,
+    /// Keep the package's default features (off by default).
+    pub default_features: bool,
+}
+
+impl CargoFeatures {
+    /// The cargo arguments for this selection.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.all_features {
+            args.push("--all-features".to_owned());
+        } else if !self.default_features {
+            args.push("--no-default-features".to_owned());
+        }
+        let features: Vec<&str> = self
+            .features
+            .iter()
+            .flat_map(|f| f.split([',', ' ']))
+            .filter(|f| !f.is_empty())
+            .collect();
+        if !features.is_empty() {
+            args.push("--features".to_owned());
+            args.push(features.join(","));
+        }
+        args
+    }
+}
+
+/// One `cargo build` of an image's binary.
+#[derive(Debug, Clone, Copy)]
+pub struct CargoBuild<'a> {
+    /// The cargo program.
+    pub cargo: &'a Path,
+    /// `--profile`.
+    pub profile: &'a str,
+    /// `--manifest-path`.
+    pub manifest_path: Option<&'a Path>,
+    /// `-p`.
+    pub package: Option<&'a str>,
+    /// `--bin`.
+    pub bin: Option<&'a str>,
+    /// Feature selection.
+    pub features: &'a CargoFeatures,
+}
+
+impl CargoBuild<'_> {
+    /// The arguments after the program name.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "build".to_owned(),
+            "--profile".to_owned(),
+            self.profile.to_owned(),
+        ];
+        if let Some(manifest) = self.manifest_path {
+            args.push("--manifest-path".to_owned());
+            args.push(manifest.display().to_string());
+        }
+        if let Some(package) = self.package {
+            args.push("-p".to_owned());
+            args.push(package.to_owned());
+        }
+        if let Some(bin) = self.bin {
+            args.push("--bin".to_owned());
+            args.push(bin.to_owned());
+        }
+        args.extend(self.features.args());
+        args
+    }
+
+    /// The command line, for messages.
+    pub fn command_line(&self) -> String {
+        let mut line = String::from("cargo");
+        for arg in self.args() {
+            line.push(' ');
+            line.push_str(&arg);
+        }
+        line
+    }
+
+    fn what(&self) -> String {
+        match (self.package, self.manifest_path) {
+            (Some(p), _) => format!("package `{p}`"),
+            (None, Some(m)) => format!("the package of {}", m.display()),
+            (None, None) => "the current package".to_owned(),
+        }
+    }
 }
 
 impl BuildOptions {
@@ -267,15 +377,30 @@ impl BuildOptions {
             source_date_epoch: 0,
             cargo: None,
             profile: "release".to_owned(),
+            manifest_path: None,
+            features: CargoFeatures::default(),
+            allow_local_runtime: false,
         }
     }
 
-    /// Builds `package` with cargo (release profile) and packages its binary.
+    /// Builds `package` with cargo (release profile, no default features) and packages its
+    /// binary.
     pub fn cargo(package: impl Into<String>) -> Self {
         Self::with_binary(BinarySource::Cargo {
-            package: package.into(),
+            package: Some(package.into()),
             bin: None,
         })
+    }
+
+    /// Builds the package of the manifest at `manifest_path` (a crate anywhere, not only in this
+    /// workspace; like `cargo build --manifest-path`) and packages its binary.
+    pub fn manifest(manifest_path: impl Into<PathBuf>) -> Self {
+        let mut opts = Self::with_binary(BinarySource::Cargo {
+            package: None,
+            bin: None,
+        });
+        opts.manifest_path = Some(manifest_path.into());
+        opts
     }
 
     /// Packages an already built binary.
@@ -372,19 +497,13 @@ fn version_from_package_id(id: &str) -> Option<String> {
     id.split_whitespace().nth(1).map(str::to_owned)
 }
 
-/// Runs `cargo build --profile <profile> -p <package> [--bin <bin>]` (cargo's progress and
-/// diagnostics go to this process's stderr) and returns the binary it produced.
-pub fn cargo_build(
-    cargo: &Path,
-    profile: &str,
-    package: &str,
-    bin: Option<&str>,
-) -> Result<BuiltBinary, BuildError> {
+/// Runs `cargo build` as described by `build` (cargo's progress and diagnostics go to this
+/// process's stderr) and returns the binary it produced.
+pub fn cargo_build(build: &CargoBuild<'_>) -> Result<BuiltBinary, BuildError> {
+    let cargo = build.cargo;
+    let bin = build.bin;
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--profile", profile, "-p", package]);
-    if let Some(bin) = bin {
-        cmd.args(["--bin", bin]);
-    }
+    cmd.args(build.args());
     cmd.arg("--message-format=json-render-diagnostics")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -426,7 +545,7 @@ pub fn cargo_build(
     })?;
     if !status.success() {
         return Err(BuildError::CargoFailed {
-            package: package.to_owned(),
+            command: build.command_line(),
             status,
         });
     }
@@ -435,12 +554,12 @@ pub fn cargo_build(
     }
     match found.len() {
         0 => Err(BuildError::NoBinary {
-            package: package.to_owned(),
+            package: build.what(),
             bin: bin.map(str::to_owned),
         }),
         1 => Ok(found.remove(0)),
         _ => Err(BuildError::AmbiguousBinary {
-            package: package.to_owned(),
+            package: build.what(),
             names: found.into_iter().map(|b| b.name).collect(),
         }),
     }
@@ -653,7 +772,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
                 .clone()
                 .or_else(|| std::env::var_os("CARGO").map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from("cargo"));
-            cargo_build(&cargo, &opts.profile, package, bin.as_deref())?
+            cargo_build(&CargoBuild {
+                cargo: &cargo,
+                profile: &opts.profile,
+                manifest_path: opts.manifest_path.as_deref(),
+                package: package.as_deref(),
+                bin: bin.as_deref(),
+                features: &opts.features,
+            })?
         }
         BinarySource::Prebuilt { path, version } => BuiltBinary {
             path: path.clone(),
@@ -689,6 +815,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         fs: Rootfs::new(),
         libraries: BTreeSet::new(),
     };
+    if !opts.allow_local_runtime
+        && let Some(marker) = crate::local_runtime::find_marker(&read(&built.path)?)
+    {
+        return Err(BuildError::LocalRuntimeLinked {
+            path: built.path.clone(),
+            marker,
+        });
+    }
     let entry = asm.add_elf(&built.path, &entrypoint)?;
     let shell = add_shell(
         &mut asm,
@@ -904,5 +1038,48 @@ mod tests {
         opts.expose = vec![8080];
         opts.user = 0;
         assert!(matches!(validate(&opts), Err(BuildError::RootUser)));
+    }
+
+    #[test]
+    fn a_binary_with_the_local_runtime_is_refused_unless_allowed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let binary = dir.path().join("module");
+        std::fs::write(&binary, b"#!/bin/sh\n# cmod local runtime CA\n").expect("write");
+        let mut opts = BuildOptions::prebuilt(&binary);
+        opts.tag = Some("module:1".to_owned());
+        opts.output_dir = Some(dir.path().join("out"));
+        let err = build(&opts).expect_err("refused");
+        assert!(
+            matches!(&err, BuildError::LocalRuntimeLinked { marker, .. } if *marker == "cmod local runtime CA"),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("--allow-local-runtime"), "{message}");
+        assert!(message.contains("default-features = false"), "{message}");
+        // Allowed: packaging goes on (and fails here only because this is not a real ELF).
+        opts.allow_local_runtime = true;
+        let err = build(&opts).expect_err("not an ELF");
+        assert!(matches!(err, BuildError::NotElf { .. }), "{err}");
+    }
+
+    #[test]
+    fn cargo_arguments_carry_the_manifest_package_and_features() {
+        let features = CargoFeatures {
+            features: vec!["a,b".to_owned(), "c".to_owned()],
+            ..CargoFeatures::default()
+        };
+        let build = CargoBuild {
+            cargo: Path::new("cargo"),
+            profile: "release",
+            manifest_path: Some(Path::new("m/Cargo.toml")),
+            package: None,
+            bin: Some("svc"),
+            features: &features,
+        };
+        assert_eq!(
+            build.command_line(),
+            "cargo build --profile release --manifest-path m/Cargo.toml --bin svc --no-default-features --features a,b,c"
+        );
+        assert_eq!(build.what(), "the package of m/Cargo.toml");
     }
 }

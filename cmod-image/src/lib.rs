@@ -13,19 +13,26 @@
 //! - [`mod@check`]: validates a layout directory or archive: digests and sizes, platform, user,
 //!   ports, tag, shell, `tee`, and the entrypoint (and its dynamic loader) in the layers.
 //! - [`layout`]: the OCI types (index, manifest, config, descriptors) and reading/writing of
-//!   layouts and archives; [`rootfs`] and [`elf`] are the building blocks.
+//!   layouts and archives; [`rootfs`] and [`elf`] are the building blocks; [`requirements`]
+//!   holds the constants both sides share (`check` does not depend on `build`).
 //!
-//! The `cmod-image` binary is a thin CLI over these modules:
+//! The `cmod-image` binary is a thin CLI over these modules; install it with
+//! `cargo install cmod-image` (or `cargo install --path cmod-image` from a checkout):
 //!
 //! ```text
-//! cargo run -p cmod-image -- build --package quickstart --archive quickstart.tar --tag quickstart:0.1.0
-//! cargo run -p cmod-image -- check quickstart.tar
+//! cmod-image build --manifest-path my-module/Cargo.toml --archive my-module.tar
+//! cmod-image check my-module.tar
 //! ```
+//!
+//! `build` compiles without the crate's default features and refuses a binary that links
+//! `cmod-runtime`'s embedded local runtime ([`local_runtime`]) unless asked to keep it.
 
 pub mod build;
 pub mod check;
 pub mod elf;
 pub mod layout;
+pub mod local_runtime;
+pub mod requirements;
 pub mod rootfs;
 
 pub use build::{BuildError, BuildOptions, BuildReport, build};

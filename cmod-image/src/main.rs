@@ -1,24 +1,36 @@
 //! `cmod-image`: build and check Foundry compute-module images without a Docker daemon.
 //!
-//! Run `cargo run -p cmod-image -- help` for usage; see `docs/container.md`.
+//! Install with `cargo install cmod-image` (or `cargo install --path cmod-image` from a checkout)
+//! and run `cmod-image help` for usage; see `docs/container.md`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cmod_image::build::{BinarySource, BuildOptions};
+use cmod_image::build::{BinarySource, BuildOptions, CargoFeatures};
 
 const USAGE: &str = "\
 cmod-image: daemonless OCI images for cmod compute modules (Foundry requirements built in)
 
 USAGE:
-    cmod-image build --package <PKG> [--bin <NAME>] [OPTIONS]
+    cmod-image build [--manifest-path <Cargo.toml>] [--package <PKG>] [--bin <NAME>] [OPTIONS]
     cmod-image build --no-build --binary <PATH> --tag <NAME:TAG> (--output <DIR> | --archive <FILE>) [OPTIONS]
     cmod-image check <LAYOUT-DIR | ARCHIVE.tar>
 
 BUILD OPTIONS:
-    -p, --package <PKG>      cargo package to build with `cargo build --profile PROFILE -p PKG`
+        --manifest-path <PATH>   Cargo.toml of the crate to build (default: cargo's search from
+                             the current directory, like `cargo build`)
+    -p, --package <PKG>      cargo package to build (`cargo build -p PKG`), e.g. in a workspace
         --profile <PROFILE>  cargo profile (default: release)
+    -F, --features <LIST>    features to enable (comma separated; repeatable)
+        --all-features       enable every feature
+        --no-default-features
+                             build without the package's default features (the default:
+                             a module's `local` feature, the embedded local runtime, stays out)
+        --default-features   keep the package's default features
+        --allow-local-runtime
+                             package a binary that links cmod-runtime's embedded local runtime
+                             (refused by default: production images leave it out)
         --bin <NAME>         binary target, when the package has several
         --no-build           do not run cargo; package --binary PATH as is
         --binary <PATH>      the binary to package (with --no-build)
@@ -38,6 +50,7 @@ BUILD OPTIONS:
 ENVIRONMENT:
     SOURCE_DATE_EPOCH        timestamp for file mtimes and `created` (default 0: reproducible)
     CARGO                    cargo program to run (default `cargo`)
+    CARGO_TARGET_DIR, CARGO_*  passed to cargo as usual
 
 `build` checks the image it wrote; `check` exits 1 when an image violates a requirement.";
 
@@ -91,9 +104,26 @@ fn parse_args(args: Vec<String>) -> Result<Cli, String> {
     let mut ca_bundle = None;
     let mut busybox = None;
     let mut profile = None;
+    let mut manifest_path = None;
+    let mut features = CargoFeatures::default();
+    let mut allow_local_runtime = false;
     while let Some(flag) = args.next() {
-        if flag == "--no-build" {
-            no_build = true;
+        match flag.as_str() {
+            "--no-build" => no_build = true,
+            "--all-features" => features.all_features = true,
+            "--no-default-features" => features.default_features = false,
+            "--default-features" => features.default_features = true,
+            "--allow-local-runtime" => allow_local_runtime = true,
+            _ => {}
+        }
+        if matches!(
+            flag.as_str(),
+            "--no-build"
+                | "--all-features"
+                | "--no-default-features"
+                | "--default-features"
+                | "--allow-local-runtime"
+        ) {
             continue;
         }
         if flag == "-h" || flag == "--help" {
@@ -148,6 +178,8 @@ fn parse_args(args: Vec<String>) -> Result<Cli, String> {
             "--ca-bundle" => ca_bundle = Some(PathBuf::from(value()?)),
             "--busybox" => busybox = Some(PathBuf::from(value()?)),
             "--profile" => profile = Some(value()?),
+            "--manifest-path" => manifest_path = Some(PathBuf::from(value()?)),
+            "-F" | "--features" => features.features.push(value()?),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -159,11 +191,24 @@ fn parse_args(args: Vec<String>) -> Result<Cli, String> {
                 "--binary is only used with --no-build (or drop it to build with cargo)".to_owned(),
             );
         }
-        (false, None, Some(package)) => BuildOptions::cargo(package),
-        (false, None, None) => {
-            return Err("build needs --package PKG (or --no-build --binary PATH)".to_owned());
+        (false, None, package) => {
+            let mut opts = BuildOptions::cargo(String::new());
+            opts.binary = BinarySource::Cargo { package, bin: None };
+            opts
         }
     };
+    if no_build
+        && (manifest_path.is_some() || features != CargoFeatures::default() || profile.is_some())
+    {
+        return Err(
+            "--manifest-path, --profile and the feature options choose how cargo builds; \
+             with --no-build nothing is built"
+                .to_owned(),
+        );
+    }
+    opts.manifest_path = manifest_path;
+    opts.features = features;
+    opts.allow_local_runtime = allow_local_runtime;
     if let BinarySource::Cargo { bin: b, .. } = &mut opts.binary {
         *b = bin;
     } else if bin.is_some() {
@@ -281,13 +326,55 @@ mod tests {
         assert_eq!(
             opts.binary,
             BinarySource::Cargo {
-                package: "quickstart".into(),
+                package: Some("quickstart".into()),
                 bin: Some("quickstart".into())
             }
         );
         assert_eq!(opts.expose, [8080]);
         assert_eq!(opts.labels.get("a").map(String::as_str), Some("b"));
         assert!(matches!(parse_args(args("check dir")), Ok(Cli::Check(_))));
+    }
+
+    #[test]
+    fn builds_any_crate_with_cargo_feature_flags() {
+        let Ok(Cli::Build(opts)) = parse_args(args(
+            "build --manifest-path ../m/Cargo.toml -F a,b --features=c --allow-local-runtime",
+        )) else {
+            panic!("expected build");
+        };
+        assert_eq!(
+            opts.binary,
+            BinarySource::Cargo {
+                package: None,
+                bin: None
+            }
+        );
+        assert_eq!(
+            opts.manifest_path.as_deref(),
+            Some(Path::new("../m/Cargo.toml"))
+        );
+        assert_eq!(
+            opts.features.args(),
+            ["--no-default-features", "--features", "a,b,c"]
+        );
+        assert!(opts.allow_local_runtime);
+
+        let Ok(Cli::Build(opts)) = parse_args(args("build --no-default-features")) else {
+            panic!("expected build");
+        };
+        assert_eq!(opts.features.args(), ["--no-default-features"]);
+        assert!(!opts.allow_local_runtime);
+        let Ok(Cli::Build(opts)) = parse_args(args("build -p q --default-features")) else {
+            panic!("expected build");
+        };
+        assert!(opts.features.args().is_empty());
+        let Ok(Cli::Build(opts)) = parse_args(args("build --all-features")) else {
+            panic!("expected build");
+        };
+        assert_eq!(opts.features.args(), ["--all-features"]);
+
+        let err = parse_args(args("build --no-build --binary x --features a")).unwrap_err();
+        assert!(err.contains("--no-build"), "{err}");
     }
 
     #[test]

@@ -201,6 +201,13 @@ fn quickstart_image_is_a_valid_oci_layout_for_foundry() {
         std::fs::read(&image.report.binary).expect("built binary"),
         "the layer holds the binary cargo built"
     );
+    // Built without the package's default features: the quickstart's `local` feature (the
+    // embedded local runtime) is not in the production image.
+    assert_eq!(
+        cmod_image::local_runtime::find_marker(&data),
+        None,
+        "the image's entrypoint links cmod-runtime's embedded local runtime"
+    );
     // Its dynamic loader (PT_INTERP) and every library ldd resolves.
     let elf = cmod_image::elf::parse(&data).expect("ELF");
     assert!(elf.is_amd64());

@@ -91,3 +91,15 @@ pub use pipeline::{
 pub use run::{print_schemas, run, shutdown_signal};
 pub use secret::Secret;
 pub use sources::{Source, Sources};
+
+// Re-exports for a module's own code, so that `cmod-runtime` can be its one dependency besides
+// tokio (README, "A new crate"). These are the same crates, and versions, the generated code
+// uses: serde and schemars 1.x with their derives (through these paths with
+// `#[serde(crate = "cmod_runtime::serde")]` and `#[schemars(crate = "cmod_runtime::schemars")]`),
+// serde_json, tracing, and the `Stream` trait (with the `stream` constructors and combinators)
+// that `impl Stream` streaming functions return.
+pub use ::futures_util::stream::{self, Stream, StreamExt};
+pub use ::schemars::{self, JsonSchema};
+pub use ::serde::{self, Deserialize, Serialize};
+pub use ::serde_json;
+pub use ::tracing;

@@ -33,9 +33,10 @@ impl<T: DeserializeOwned> InputDeserialize for T {}
 
 /// An input type of a `#[compute_function]` must describe its schema.
 #[diagnostic::on_unimplemented(
-    message = "the input type `{Self}` of a `#[compute_function]` must implement `schemars::JsonSchema`",
-    label = "`{Self}` does not implement `JsonSchema`",
-    note = "the function's Foundry schema is built from it: add `#[derive(serde::Deserialize, schemars::JsonSchema)]` to `{Self}`"
+    message = "the input type `{Self}` of a `#[compute_function]` must implement `schemars::JsonSchema` from schemars 1.x",
+    label = "`{Self}` does not implement schemars 1.x's `JsonSchema`",
+    note = "the function's Foundry schema is built from it: add `#[derive(serde::Deserialize, schemars::JsonSchema)]` to `{Self}`",
+    note = "if `{Self}` already derives `JsonSchema`, it is from another schemars version (0.8 is a different trait): use `schemars = \"1\"` in Cargo.toml, or derive `cmod_runtime::JsonSchema` (README, \"A new crate\")"
 )]
 pub trait InputSchema {}
 
