@@ -57,7 +57,6 @@ pub(crate) fn utf8_args(
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

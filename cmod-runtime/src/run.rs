@@ -1,10 +1,10 @@
 //! [`run`]: the entry point that picks the execution mode from the environment.
 
-use crate::config::{LOCAL_OPT_IN_VAR, RuntimeConfig};
 use crate::cli::{Flags, utf8_args};
+use crate::config::{LOCAL_OPT_IN_VAR, RuntimeConfig};
 use crate::functions::FunctionsRuntime;
-use crate::logging::{self, LogFormat};
 use crate::functions::Registry;
+use crate::logging::{self, LogFormat};
 
 fn local_opt_in() -> bool {
     crate::env::var(LOCAL_OPT_IN_VAR).is_some_and(|v| {

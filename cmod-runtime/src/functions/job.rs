@@ -123,4 +123,3 @@ fn shutdown_error() -> JobError {
         "the module shut down before the function finished",
     )
 }
-

@@ -21,11 +21,11 @@ use cmod_local::tls::LocalCa;
 use cmod_local::{LocalRuntime, LocalRuntimeOptions};
 use tokio::sync::watch;
 
+use crate::cli::Flags;
 use crate::config::RuntimeConfig;
 use crate::functions::FunctionsRuntime;
-use crate::logging::{self, LogFormat};
 use crate::functions::registry::Registry;
-use crate::cli::Flags;
+use crate::logging::{self, LogFormat};
 
 /// How long `--invoke` waits for one call.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(300);

@@ -145,4 +145,3 @@ fn log_poll_error(e: &ClientError, connected: bool) {
         _ => tracing::warn!("{e}"),
     }
 }
-

@@ -74,4 +74,3 @@ pub(super) async fn restart_notification(client: &RuntimeClient) {
         }
     }
 }
-

@@ -300,4 +300,3 @@ impl<F: Future> ViaNotSend for &SendTag<F> {
         std::future::pending()
     }
 }
-

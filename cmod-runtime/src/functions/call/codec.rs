@@ -1,6 +1,5 @@
 //! Decoding a job's `query` into the inputs, encoding results and stream items.
 
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -110,4 +109,3 @@ pub fn encode_item<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JobError
         JobError::new(ErrorKind::SerializationError, message)
     })
 }
-

@@ -24,8 +24,8 @@ pub use stream::*;
 mod tests {
     use super::*;
     use crate::functions::outcome::{ErrorKind, JobError, Output};
-    use serde_json::value::RawValue;
     use futures_util::StreamExt;
+    use serde_json::value::RawValue;
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -145,4 +145,3 @@ mod tests {
         assert_eq!(r.unwrap_err().message(), "no");
     }
 }
-

@@ -187,4 +187,3 @@ where
         Box::pin(iter_output(move || Ok(value), |item| encode_item(&item)))
     }
 }
-

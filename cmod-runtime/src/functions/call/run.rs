@@ -4,7 +4,6 @@
 use std::any::Any;
 use std::future::Future;
 
-
 use crate::functions::outcome::{ErrorKind, JobError, JobFuture, Output};
 
 /// Boxes the generated call future (and states, at the user's function, that it must be `Send`).
@@ -58,4 +57,3 @@ pub(super) fn panic_error(payload: &(dyn Any + Send)) -> JobError {
         format!("the function panicked: {}", panic_message(payload)),
     )
 }
-

@@ -159,4 +159,3 @@ where
         Poll::Ready(Some(chunk))
     }
 }
-
