@@ -46,7 +46,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -673,7 +673,9 @@ impl fmt::Debug for FoundryClient {
     }
 }
 
-static ENV_CLIENT: OnceLock<Result<FoundryClient, AuthError>> = OnceLock::new();
+/// The environment's client, once built. A failed build is not kept: the next use tries again
+/// (a CA file or discovery file mounted late, a transient read error).
+static ENV_CLIENT: Mutex<Option<FoundryClient>> = Mutex::new(None);
 
 impl FoundryClient {
     /// Starts configuring a client.
@@ -685,15 +687,20 @@ impl FoundryClient {
     /// credentials found there: application permissions (`CLIENT_ID`/`CLIENT_SECRET`), else the
     /// pipeline token (`BUILD2_TOKEN`), else none.
     fn env_client() -> Result<FoundryClient, AuthError> {
-        ENV_CLIENT
-            .get_or_init(|| FoundryClient::builder().build())
-            .clone()
+        let mut slot = ENV_CLIENT.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = FoundryClient::builder().build()?;
+        *slot = Some(client.clone());
+        Ok(client)
     }
 
     /// The module's own identity, from the environment: application permissions when
     /// `CLIENT_ID`/`CLIENT_SECRET` are set, else the pipeline token when `BUILD2_TOKEN` is set.
     /// Fails with [`AuthError::NoPlatformPermissions`] when neither is. The client (and its
-    /// token cache) is built once per process; clones are cheap.
+    /// token cache) is built once per process (a failed build is retried on the next call); clones
+    /// are cheap.
     pub fn from_env() -> Result<FoundryClient, AuthError> {
         let client = Self::env_client()?;
         match client.credentials {

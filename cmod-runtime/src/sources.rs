@@ -907,7 +907,8 @@ pub struct Sources {
     files_present: bool,
 }
 
-static GLOBAL: OnceLock<Result<Sources, SourceError>> = OnceLock::new();
+/// The environment's sources, once read. A failed read is not kept: the next use tries again.
+static GLOBAL: OnceLock<Sources> = OnceLock::new();
 
 impl Sources {
     /// Reads both files (either may be unset; a set variable whose file is missing or malformed
@@ -916,12 +917,14 @@ impl Sources {
         Self::from_lookup(crate::env::lookup())
     }
 
-    /// The environment's sources, read once per process.
+    /// The environment's sources, read once per process (a failed read is retried on the next
+    /// call).
     pub fn global() -> Result<&'static Sources, SourceError> {
-        GLOBAL
-            .get_or_init(Self::from_env)
-            .as_ref()
-            .map_err(Clone::clone)
+        if let Some(sources) = GLOBAL.get() {
+            return Ok(sources);
+        }
+        let sources = Self::from_env()?;
+        Ok(GLOBAL.get_or_init(|| sources))
     }
 
     /// [`Sources::from_env`] through a variable lookup function.
