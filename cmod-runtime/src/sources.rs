@@ -150,8 +150,21 @@ pub struct HttpConnectionConfig {
 
 impl fmt::Debug for HttpConnectionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Without query string or user info: either may hold a credential.
+        let url = match reqwest::Url::parse(self.url.trim()) {
+            Ok(u) => shown_url(&u),
+            Err(_) => self
+                .url
+                .split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .rsplit('@')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        };
         f.debug_struct("HttpConnectionConfig")
-            .field("url", &self.url)
+            .field("url", &url)
             .field(
                 "auth_headers",
                 &self.auth_headers.keys().collect::<Vec<_>>(),
@@ -1165,19 +1178,23 @@ fn read_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// A serde message with its quoted values and position suffix removed.
+/// A serde message with its quoted values and position suffix removed: serde quotes strings
+/// with `"` and other values (integers, floats, booleans: a numeric PIN or key) with backticks.
 fn strip_quoted(message: &str) -> String {
     let message = message.split(" at line ").next().unwrap_or(message);
     let mut out = String::with_capacity(message.len());
-    let mut in_quote = false;
+    let mut quote: Option<char> = None;
     for c in message.chars() {
-        if c == '"' {
-            if !in_quote {
-                out.push_str("\"…\"");
+        match quote {
+            None if c == '"' || c == '`' => {
+                out.push(c);
+                out.push('…');
+                out.push(c);
+                quote = Some(c);
             }
-            in_quote = !in_quote;
-        } else if !in_quote {
-            out.push(c);
+            None => out.push(c),
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
         }
     }
     out
@@ -1317,6 +1334,34 @@ fn parse_resolved(v: &serde_json::Value) -> Result<ResolvedCredentials, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_secret_shows_in_debug_output_or_parse_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        // An integer-valued credential: serde quotes it with backticks in its message.
+        let creds = dir.path().join("creds.json");
+        std::fs::write(&creds, r#"{"Api": {"additionalSecretPIN": 987654321}}"#).unwrap();
+        let creds = creds.display().to_string();
+        let err = Sources::from_lookup(&|k| (k == SOURCE_CREDENTIALS_VAR).then(|| creds.clone()))
+            .unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("987654321"), "{text}");
+        assert!(text.contains("additionalSecretPIN"), "{text}");
+
+        let conf = dir.path().join("conf.json");
+        std::fs::write(
+            &conf,
+            r#"{"Api": {"httpConnectionConfig": {"url": "https://user:planted-pw@api.example.com/v1?token=planted-url-secret", "queryParameters": {"k": "planted-query"}}}}"#,
+        )
+        .unwrap();
+        let conf = conf.display().to_string();
+        let sources =
+            Sources::from_lookup(&|k| (k == SOURCE_CONFIGURATIONS_VAR).then(|| conf.clone()))
+                .unwrap();
+        let text = format!("{sources:?}");
+        assert!(text.contains("api.example.com/v1"), "{text}");
+        assert!(!text.contains("planted"), "{text}");
+    }
 
     #[test]
     fn strip_quoted_removes_values() {
