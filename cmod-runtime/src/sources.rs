@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -226,6 +226,25 @@ pub enum ResolvedCredentials {
         /// The top-level key.
         kind: String,
     },
+}
+
+impl ResolvedCredentials {
+    /// The `expiration` Foundry gave, when it gave one.
+    pub fn expiration(&self) -> Option<&str> {
+        match self {
+            ResolvedCredentials::Aws(AwsCredentials::Session { expiration, .. })
+            | ResolvedCredentials::GcpOauth { expiration, .. }
+            | ResolvedCredentials::OAuth2 { expiration, .. } => expiration.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// [`ResolvedCredentials::expiration`], parsed (RFC 3339, `YYYY-MM-DDTHH:MM:SSZ`).
+    pub fn expires_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.expiration()
+            .and_then(|e| chrono::DateTime::parse_from_rfc3339(e.trim()).ok())
+            .map(|e| e.with_timezone(&chrono::Utc))
+    }
 }
 
 /// A client certificate for mutual TLS (`clientCertificate`).
@@ -921,7 +940,17 @@ pub struct Sources {
 }
 
 /// The environment's sources, once read. A failed read is not kept: the next use tries again.
-static GLOBAL: OnceLock<Sources> = OnceLock::new();
+/// Replaced when time-limited cloud credentials expired and the files hold newer ones; a
+/// replaced value stays allocated (`global` hands out `&'static`), a few KiB per credential
+/// rotation.
+static GLOBAL: RwLock<Option<&'static Sources>> = RwLock::new(None);
+/// When the files were last read for [`Sources::global`] (re-reads for expired credentials are
+/// at most once per [`REREAD_INTERVAL`]).
+static LAST_READ: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+/// Credentials expiring within this margin count as expired.
+const EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// The least time between two re-reads of the files for expired credentials.
+const REREAD_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Sources {
     /// Reads both files (either may be unset; a set variable whose file is missing or malformed
@@ -931,13 +960,68 @@ impl Sources {
     }
 
     /// The environment's sources, read once per process (a failed read is retried on the next
-    /// call).
+    /// call). When time-limited cloud credentials (`resolvedCredentials` with an `expiration`)
+    /// have expired, or expire within a minute, the files are read again (at most once a
+    /// second) and newer credentials replace them.
     pub fn global() -> Result<&'static Sources, SourceError> {
-        if let Some(sources) = GLOBAL.get() {
+        let current = *GLOBAL.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sources) = current
+            && !sources.credentials_expire_by(chrono::Utc::now() + EXPIRY_MARGIN)
+        {
             return Ok(sources);
         }
-        let sources = Self::from_env()?;
-        Ok(GLOBAL.get_or_init(|| sources))
+        let mut last = LAST_READ.lock().unwrap_or_else(PoisonError::into_inner);
+        // Another caller may have replaced them meanwhile.
+        let current = *GLOBAL.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sources) = current
+            && (!sources.credentials_expire_by(chrono::Utc::now() + EXPIRY_MARGIN)
+                || last.is_some_and(|t| t.elapsed() < REREAD_INTERVAL))
+        {
+            return Ok(sources);
+        }
+        *last = Some(std::time::Instant::now());
+        let fresh = match (Self::from_env(), current) {
+            (Ok(fresh), _) => fresh,
+            (Err(e), None) => return Err(e),
+            (Err(e), Some(old)) => {
+                tracing::warn!(
+                    error = %e,
+                    "re-reading the sources files for expired credentials failed; keeping the \
+                     previous ones"
+                );
+                return Ok(old);
+            }
+        };
+        if let Some(old) = current
+            && old.expirations() == fresh.expirations()
+        {
+            // Nothing newer mounted yet.
+            return Ok(old);
+        }
+        let fresh: &'static Sources = Box::leak(Box::new(fresh));
+        *GLOBAL.write().unwrap_or_else(PoisonError::into_inner) = Some(fresh);
+        Ok(fresh)
+    }
+
+    /// Whether any source's time-limited credentials expire at or before `at`.
+    fn credentials_expire_by(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.sources
+            .values()
+            .filter_map(|s| s.resolved_credentials.as_ref())
+            .filter_map(ResolvedCredentials::expires_at)
+            .any(|e| e <= at)
+    }
+
+    /// The expiration of each source's credentials.
+    fn expirations(&self) -> Vec<Option<&str>> {
+        self.sources
+            .values()
+            .map(|s| {
+                s.resolved_credentials
+                    .as_ref()
+                    .and_then(ResolvedCredentials::expiration)
+            })
+            .collect()
     }
 
     /// [`Sources::from_env`] through a variable lookup function.
