@@ -250,3 +250,62 @@ async fn sources_use_idle_limits_and_honour_a_per_request_timeout() {
     );
     server.shutdown().await;
 }
+
+/// An open `FileWriter` that writes a piece every 1.5 s (more than the 1 s idle limit between
+/// two chunks on the wire) for about 4.5 s: waiting for the writer is the producer's time,
+/// never a network stall.
+#[cmod_runtime::pipeline(input = "raw", output = "out")]
+async fn slow_writer(
+    _raw: cmod_runtime::DatasetInput,
+    out: cmod_runtime::DatasetOutput,
+) -> Result<(), cmod_runtime::pipeline::PipelineError> {
+    let mut writer = out.create("slow.bin");
+    for i in 0..3u8 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        writer.write(vec![i; 300 * 1024]).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pipeline_file_writer_open_longer_than_the_idle_limit_succeeds() {
+    use cmod_local::foundry::pipeline_env::{PipelineResource, ResourceKind};
+    use cmod_local::foundry::{LocalFoundry, LocalFoundryOptions};
+    const IN: &str = "ri.foundry.main.dataset.unused";
+    const OUT: &str = "ri.foundry.main.dataset.slow";
+    let dir = tempfile::tempdir().unwrap();
+    let foundry = LocalFoundry::start(LocalFoundryOptions {
+        dir: Some(dir.path().join("foundry")),
+        data: cmod_local::foundry::store::DataOptions {
+            dir: Some(dir.path().join("data")),
+            ..Default::default()
+        },
+        ..LocalFoundryOptions::default()
+    })
+    .await
+    .unwrap();
+    foundry.data().create_dataset(IN).unwrap();
+    foundry.data().create_dataset(OUT).unwrap();
+    let mut vars: HashMap<String, String> = foundry
+        .pipeline_env(&[
+            PipelineResource::new("raw", IN, ResourceKind::Dataset),
+            PipelineResource::new("out", OUT, ResourceKind::Dataset),
+        ])
+        .unwrap()
+        .into_iter()
+        .collect();
+    vars.insert("CMOD_FOUNDRY_IDLE_TIMEOUT_SECS".into(), "1".into());
+    let lookup = move |k: &str| vars.get(k).cloned();
+    let started = Instant::now();
+    bounded(cmod_runtime::pipeline::run_pipeline_with(
+        cmod_runtime::pipeline_def!(slow_writer),
+        &lookup,
+        std::future::pending(),
+    ))
+    .await
+    .unwrap();
+    assert!(started.elapsed() > 4 * IDLE, "{:?}", started.elapsed());
+    let written = foundry.data().read_file(OUT, "master", "slow.bin").unwrap();
+    assert_eq!(written.len(), 3 * 300 * 1024);
+}
