@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::secret::Secret;
+use crate::secret::{Secret, shown_url};
 
 /// The variable bounding the jobs in flight at once.
 pub(crate) const MAX_CONCURRENT_TASKS_VAR: &str = "MAX_CONCURRENT_TASKS";
@@ -65,10 +65,16 @@ pub struct RuntimeConfig {
 impl fmt::Debug for RuntimeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuntimeConfig")
-            .field("get_job_uri", &self.get_job_uri)
-            .field("post_result_uri", &self.post_result_uri)
-            .field("post_schema_uri", &self.post_schema_uri)
-            .field("restart_notification_uri", &self.restart_notification_uri)
+            .field("get_job_uri", &shown_url(&self.get_job_uri))
+            .field("post_result_uri", &shown_url(&self.post_result_uri))
+            .field(
+                "post_schema_uri",
+                &self.post_schema_uri.as_deref().map(shown_url),
+            )
+            .field(
+                "restart_notification_uri",
+                &self.restart_notification_uri.as_deref().map(shown_url),
+            )
             .field("module_auth_token", &self.module_auth_token)
             .field("trusted_cas", &self.trusted_cas)
             .field("max_concurrent_tasks", &self.max_concurrent_tasks)
@@ -427,6 +433,28 @@ mod tests {
         assert_eq!(c.max_concurrent_tasks, 1);
         assert_eq!(c.trusted_cas.len(), 1);
         assert!(c.restart_notification_uri.is_none());
+    }
+
+    #[test]
+    fn debug_never_shows_query_strings_or_user_info_of_uris() {
+        let dir = tempfile::tempdir().unwrap();
+        let (token, ca) = files(dir.path());
+        let map = HashMap::from([
+            (
+                "GET_JOB_URI",
+                "https://localhost:8945/api/job?sig=planted-sig".to_owned(),
+            ),
+            (
+                "POST_RESULT_URI",
+                "https://user:planted-pw@localhost:8945/api/results".to_owned(),
+            ),
+            ("MODULE_AUTH_TOKEN", token),
+            ("DEFAULT_CA_PATH", ca),
+        ]);
+        let c = RuntimeConfig::from_lookup(&lookup(&map)).unwrap();
+        let text = format!("{c:?}");
+        assert!(text.contains("localhost:8945/api/job"), "{text}");
+        assert!(!text.contains("planted"), "{text}");
     }
 
     #[test]

@@ -1150,8 +1150,18 @@ pub struct FoundryClientBuilder {
 impl fmt::Debug for FoundryClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FoundryClientBuilder")
-            .field("foundry_url", &self.foundry_url)
-            .field("service_urls", &self.service_urls)
+            .field(
+                "foundry_url",
+                &self.foundry_url.as_deref().map(crate::secret::shown_url),
+            )
+            .field(
+                "service_urls",
+                &self
+                    .service_urls
+                    .iter()
+                    .map(|(s, u)| (s, crate::secret::shown_url(u)))
+                    .collect::<Vec<_>>(),
+            )
             .field("scopes", &self.scopes)
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)

@@ -151,18 +151,7 @@ pub struct HttpConnectionConfig {
 impl fmt::Debug for HttpConnectionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Without query string or user info: either may hold a credential.
-        let url = match reqwest::Url::parse(self.url.trim()) {
-            Ok(u) => shown_url(&u),
-            Err(_) => self
-                .url
-                .split(['?', '#'])
-                .next()
-                .unwrap_or_default()
-                .rsplit('@')
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-        };
+        let url = crate::secret::shown_url(&self.url);
         f.debug_struct("HttpConnectionConfig")
             .field("url", &url)
             .field(
