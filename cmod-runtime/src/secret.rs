@@ -49,19 +49,6 @@ impl From<&str> for Secret {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_and_display_never_show_the_value() {
-        let s = Secret::new("hunter2");
-        assert!(!format!("{s:?}").contains("hunter2"));
-        assert!(!format!("{s}").contains("hunter2"));
-        assert_eq!(s.expose(), "hunter2");
-    }
-}
-
 /// `url` as `Debug` output, logs and errors may show it: without query string, fragment, user
 /// name or password (any of them may hold a credential). A value that is not a URL is cut at
 /// its first `?` or `#` and after its last `@`.
@@ -84,5 +71,18 @@ pub(crate) fn shown_url(url: &str) -> String {
                 None => cut.to_owned(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_value() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!format!("{s}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
     }
 }
