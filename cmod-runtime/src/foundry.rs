@@ -786,7 +786,9 @@ impl FoundryClient {
     }
 
     /// The underlying HTTP client (trusting Foundry's CA), for requests this API does not cover.
-    /// It adds no credentials; use [`FoundryClient::authorization`] for the header.
+    /// It adds no credentials; use [`FoundryClient::authorization`] for the header. It follows
+    /// only same-origin HTTPS redirects and has only a connect timeout (the idle limits apply to
+    /// requests sent with [`FoundryRequest`]).
     pub fn http(&self) -> &reqwest::Client {
         &self.shared.http
     }

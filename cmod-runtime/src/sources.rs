@@ -621,9 +621,9 @@ impl SourceClient {
         shown_url(&self.base)
     }
 
-    /// The underlying client (auth headers and TLS configured, no base URL). Errors and
-    /// responses of requests sent with it carry the full URL: use [`SourceClient::get`] & co.
-    /// when the URL holds credentials.
+    /// The underlying client (auth headers and TLS configured, no base URL). It follows no
+    /// redirect and has only a connect timeout. Errors and responses of requests sent with it
+    /// carry the full URL: use [`SourceClient::get`] & co. when the URL holds credentials.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
