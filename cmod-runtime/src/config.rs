@@ -8,7 +8,7 @@
 //! | `RESTART_NOTIFICATION_URI` | restart notification; skipped when unset |
 //! | `MODULE_AUTH_TOKEN` | path of the token file, sent (trimmed) as `Module-Auth-Token` |
 //! | `DEFAULT_CA_PATH`, `CONNECTIONS_TO_OTHER_PODS_CA_PATH` | PEM files; both trusted when present |
-//! | `MAX_CONCURRENT_TASKS` | jobs in flight at once (default 1) |
+//! | `MAX_CONCURRENT_TASKS` | jobs in flight at once (default 1, at most 1024) |
 //! | `COMPUTE_SESSION_ID` | replica id, added to every log line |
 //!
 //! Every problem is collected, and reported at once in one [`ConfigError`].
@@ -19,7 +19,24 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::secret::Secret;
+use crate::secret::{Secret, shown_url};
+
+/// The variable bounding the jobs in flight at once.
+pub(crate) const MAX_CONCURRENT_TASKS_VAR: &str = "MAX_CONCURRENT_TASKS";
+/// The largest accepted `MAX_CONCURRENT_TASKS`: each task holds a connection and a worker, so
+/// a typo (an extra digit or three) must not become thousands of them.
+pub(crate) const MAX_CONCURRENT_TASKS_LIMIT: usize = 1024;
+
+/// Parses `MAX_CONCURRENT_TASKS` (1..=[`MAX_CONCURRENT_TASKS_LIMIT`]); the error says what is
+/// accepted (the caller names the variable).
+pub(crate) fn parse_max_concurrent_tasks(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(n @ 1..=MAX_CONCURRENT_TASKS_LIMIT) => Ok(n),
+        _ => Err(format!(
+            "`{raw}` is not a whole number between 1 and {MAX_CONCURRENT_TASKS_LIMIT}"
+        )),
+    }
+}
 
 /// The environment variable that opts in to the embedded local runtime.
 pub const LOCAL_OPT_IN_VAR: &str = "CMOD_LOCAL";
@@ -48,10 +65,16 @@ pub struct RuntimeConfig {
 impl fmt::Debug for RuntimeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuntimeConfig")
-            .field("get_job_uri", &self.get_job_uri)
-            .field("post_result_uri", &self.post_result_uri)
-            .field("post_schema_uri", &self.post_schema_uri)
-            .field("restart_notification_uri", &self.restart_notification_uri)
+            .field("get_job_uri", &shown_url(&self.get_job_uri))
+            .field("post_result_uri", &shown_url(&self.post_result_uri))
+            .field(
+                "post_schema_uri",
+                &self.post_schema_uri.as_deref().map(shown_url),
+            )
+            .field(
+                "restart_notification_uri",
+                &self.restart_notification_uri.as_deref().map(shown_url),
+            )
             .field("module_auth_token", &self.module_auth_token)
             .field("trusted_cas", &self.trusted_cas)
             .field("max_concurrent_tasks", &self.max_concurrent_tasks)
@@ -271,14 +294,14 @@ impl RuntimeConfig {
             });
         }
 
-        let max_concurrent_tasks = match var(lookup, "MAX_CONCURRENT_TASKS") {
+        let max_concurrent_tasks = match var(lookup, MAX_CONCURRENT_TASKS_VAR) {
             None => 1,
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if n >= 1 => n,
-                _ => {
+            Some(v) => match parse_max_concurrent_tasks(&v) {
+                Ok(n) => n,
+                Err(message) => {
                     problems.push(Problem {
-                        var: "MAX_CONCURRENT_TASKS".to_owned(),
-                        message: format!("`{v}` is not a whole number ≥ 1"),
+                        var: MAX_CONCURRENT_TASKS_VAR.to_owned(),
+                        message,
                     });
                     1
                 }
@@ -413,6 +436,28 @@ mod tests {
     }
 
     #[test]
+    fn debug_never_shows_query_strings_or_user_info_of_uris() {
+        let dir = tempfile::tempdir().unwrap();
+        let (token, ca) = files(dir.path());
+        let map = HashMap::from([
+            (
+                "GET_JOB_URI",
+                "https://localhost:8945/api/job?sig=planted-sig".to_owned(),
+            ),
+            (
+                "POST_RESULT_URI",
+                "https://user:planted-pw@localhost:8945/api/results".to_owned(),
+            ),
+            ("MODULE_AUTH_TOKEN", token),
+            ("DEFAULT_CA_PATH", ca),
+        ]);
+        let c = RuntimeConfig::from_lookup(&lookup(&map)).unwrap();
+        let text = format!("{c:?}");
+        assert!(text.contains("localhost:8945/api/job"), "{text}");
+        assert!(!text.contains("planted"), "{text}");
+    }
+
+    #[test]
     fn path_only_uris_use_runtime_host_and_port_and_v2_wins() {
         let dir = tempfile::tempdir().unwrap();
         let (token, ca) = files(dir.path());
@@ -435,6 +480,38 @@ mod tests {
             Some("https://localhost:8945/api/restart")
         );
         assert_eq!(c.max_concurrent_tasks, 8);
+    }
+
+    #[test]
+    fn max_concurrent_tasks_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (token, ca) = files(dir.path());
+        for (raw, ok) in [("1", true), ("1024", true), ("1025", false), ("0", false)] {
+            let map = HashMap::from([
+                ("MODULE_AUTH_TOKEN", token.clone()),
+                ("DEFAULT_CA_PATH", ca.clone()),
+                ("GET_JOB_URI", "https://localhost:8945/api/job".to_owned()),
+                (
+                    "POST_RESULT_URI",
+                    "https://localhost:8945/api/results".to_owned(),
+                ),
+                ("MAX_CONCURRENT_TASKS", raw.to_owned()),
+            ]);
+            match RuntimeConfig::from_lookup(&lookup(&map)) {
+                Ok(c) => {
+                    assert!(ok, "{raw} accepted");
+                    assert_eq!(c.max_concurrent_tasks.to_string(), raw);
+                }
+                Err(e) => {
+                    assert!(!ok, "{raw} refused: {e}");
+                    let text = e.to_string();
+                    assert!(text.contains("MAX_CONCURRENT_TASKS"), "{text}");
+                    assert!(text.contains("1024"), "{text}");
+                }
+            }
+        }
+        assert_eq!(parse_max_concurrent_tasks(" 16 "), Ok(16));
+        assert!(parse_max_concurrent_tasks("99999999999").is_err());
     }
 
     #[test]

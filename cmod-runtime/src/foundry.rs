@@ -28,9 +28,15 @@
 //! # Transport
 //!
 //! TLS trusts the public web roots plus `DEFAULT_CA_PATH` (Foundry's CA inside the container,
-//! the local CA in local runs); verification is never disabled. Connect timeout 10 s, read
-//! timeout 60 s. Connect errors and HTTP 429/502/503/504 are retried with capped exponential
-//! backoff (honouring `Retry-After`); timeouts are retried for idempotent methods only. A 401
+//! the local CA in local runs); verification is never disabled. Limits are on **idle time**,
+//! never on how long a healthy transfer takes ([`Timeouts`]): 10 s to connect, 60 s for the
+//! response headers once the request body was sent, 60 s without progress of either body
+//! (`CMOD_FOUNDRY_RESPONSE_TIMEOUT_SECS`, `CMOD_FOUNDRY_IDLE_TIMEOUT_SECS`), so a large dataset
+//! or media upload, or an open `FileWriter`, runs as long as it moves. Redirects are followed
+//! only on the same origin over HTTPS (the credential never goes to another host, port or
+//! scheme); no `Referer` is sent. Connect errors and HTTP 429/502/503/504 are retried with
+//! capped exponential backoff (honouring `Retry-After`); timeouts are retried for idempotent
+//! methods only. A 401
 //! with application credentials drops the cached token and retries once with a new one. The
 //! credential only goes to the configured Foundry services: an absolute URL on another origin is
 //! refused ([`FoundryError::ForeignOrigin`]) unless the request opts in with
@@ -40,7 +46,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -56,25 +62,58 @@ use crate::context::Context;
 pub use crate::discovery::Service;
 use crate::discovery::ServiceDiscovery;
 use crate::secret::Secret;
+use crate::transport::watchdog::{self, Limits, SendError};
 
 /// The variable holding the Foundry stack hostname (set with "Add Foundry URL").
 pub const FOUNDRY_URL_VAR: &str = "FOUNDRY_URL";
 
-/// Network timeouts of a client.
+/// The variable overriding [`Timeouts::idle`] of Foundry clients, in seconds.
+pub const IDLE_TIMEOUT_VAR: &str = "CMOD_FOUNDRY_IDLE_TIMEOUT_SECS";
+/// The variable overriding [`Timeouts::response`] of Foundry clients, in seconds.
+pub const RESPONSE_TIMEOUT_VAR: &str = "CMOD_FOUNDRY_RESPONSE_TIMEOUT_SECS";
+
+/// Network timeouts of a client. None of them caps a transfer that keeps making progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// Time to establish a connection (TCP + TLS).
     pub connect: Duration,
-    /// Longest wait for the next bytes of a response.
-    pub read: Duration,
+    /// Longest wait for the response headers once the request body was sent.
+    pub response: Duration,
+    /// Longest time without progress: the server taking none of the request body, or sending
+    /// none of the response body.
+    pub idle: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
             connect: Duration::from_secs(10),
-            read: Duration::from_secs(60),
+            response: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
         }
+    }
+}
+
+impl Timeouts {
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            idle: self.idle,
+            response: self.response,
+        }
+    }
+
+    /// The defaults, with `response` and `idle` overridden by `response_var` / `idle_var`.
+    pub(crate) fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        defaults: Timeouts,
+        idle_var: &str,
+        response_var: &str,
+    ) -> Result<Timeouts, String> {
+        Ok(Timeouts {
+            connect: defaults.connect,
+            idle: watchdog::limit_var(lookup, idle_var, defaults.idle)?,
+            response: watchdog::limit_var(lookup, response_var, defaults.response)?,
+        })
     }
 }
 
@@ -115,17 +154,19 @@ fn retryable_status(status: reqwest::StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
-/// Sends the request built by `build`, retrying transient failures per `policy`. Returns the
-/// last response when retries run out on a retryable status.
+/// Sends the request built by `build` under the idle `limits` ([`watchdog::send_tracked`]),
+/// retrying transient failures per `policy`. Returns the last response when retries run out on
+/// a retryable status.
 pub(crate) async fn send_with_retry(
     policy: &RetryPolicy,
+    limits: Limits,
     idempotent: bool,
     what: &str,
     build: impl Fn() -> reqwest::RequestBuilder,
-) -> Result<reqwest::Response, reqwest::Error> {
+) -> Result<reqwest::Response, SendError> {
     let mut attempt = 0u32;
     loop {
-        let result = build().send().await;
+        let result = watchdog::send_tracked(build(), limits).await;
         let wait = match &result {
             Ok(r) if retryable_status(r.status()) && attempt < policy.max_retries => {
                 let retry_after = r
@@ -143,7 +184,7 @@ pub(crate) async fn send_with_retry(
                     .map(|d| d.min(policy.max_backoff))
                     .unwrap_or_else(|| policy.backoff(attempt))
             }
-            Err(e)
+            Err(SendError::Transport(e))
                 if attempt < policy.max_retries
                     && (e.is_connect() || (idempotent && e.is_timeout())) =>
             {
@@ -154,11 +195,48 @@ pub(crate) async fn send_with_retry(
                 );
                 policy.backoff(attempt)
             }
+            Err(SendError::Stalled(stall)) if attempt < policy.max_retries && idempotent => {
+                tracing::debug!(
+                    attempt = attempt + 1,
+                    error = %stall,
+                    "{what}: timed out, retrying"
+                );
+                policy.backoff(attempt)
+            }
             _ => return result,
         };
         tokio::time::sleep(wait).await;
         attempt += 1;
     }
+}
+
+/// A failed [`send_with_retry`], described without the URL.
+pub(crate) fn describe_send_error(e: &SendError) -> String {
+    match e {
+        SendError::Transport(e) => describe_reqwest_error(e),
+        SendError::Stalled(stall) => stall.to_string(),
+    }
+}
+
+/// The redirect policy of every client carrying a Foundry credential: follow a redirect only
+/// to the same origin (scheme, host, port) over HTTPS, at most 5 times; any other is not
+/// followed (the 3xx is the answer), so neither the token nor a client secret in a form body
+/// leaves the configured services.
+pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin())
+            && attempt.url().scheme() == "https";
+        if !same_origin {
+            attempt.stop()
+        } else if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// A reqwest error with its causes, without the URL (whose query could hold a source's secret
@@ -211,7 +289,9 @@ pub(crate) fn tls_config(
     Ok(config)
 }
 
-/// A reqwest client builder with [`tls_config`] and `timeouts`.
+/// A reqwest client builder with [`tls_config`], the connect timeout of `timeouts` (the idle
+/// and response limits are enforced per exchange: [`watchdog::send_tracked`]; reqwest's
+/// `read_timeout` would cap every upload), [`same_origin_redirects`] and no `Referer`.
 pub(crate) fn http_client_builder(
     extra_roots: &[CertificateDer<'static>],
     client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
@@ -221,7 +301,8 @@ pub(crate) fn http_client_builder(
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .connect_timeout(timeouts.connect)
-        .read_timeout(timeouts.read)
+        .redirect(same_origin_redirects())
+        .referer(false)
         .pool_idle_timeout(Duration::from_secs(50))
         .user_agent(concat!("cmod/", env!("CARGO_PKG_VERSION"))))
 }
@@ -321,6 +402,15 @@ impl FoundryError {
         self.api().map(|e| e.status)
     }
 
+    /// A [`FoundryError::Transport`] for a request that failed or stalled.
+    pub(crate) fn send_failed(method: &str, url: &str, e: &SendError) -> Self {
+        FoundryError::Transport {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            message: describe_send_error(e),
+        }
+    }
+
     /// A [`FoundryError::Transport`] for a failed request or body read.
     pub(crate) fn transport(method: &str, url: &str, e: &reqwest::Error) -> Self {
         FoundryError::Transport {
@@ -392,7 +482,13 @@ impl fmt::Display for ApiError {
         if let Some(body) = &self.body {
             write!(f, ": {body}")?;
         }
-        if self.status == 401 {
+        if (300..400).contains(&self.status) {
+            write!(
+                f,
+                " (redirects are followed only on the same origin over HTTPS; the credential \
+                 is not sent elsewhere)"
+            )?;
+        } else if self.status == 401 {
             write!(
                 f,
                 " (the token was refused: expired, revoked or for another stack)"
@@ -551,6 +647,7 @@ struct Shared {
     http: reqwest::Client,
     urls: FoundryUrls,
     retry: RetryPolicy,
+    limits: Limits,
 }
 
 /// An authenticated client for Foundry's HTTP APIs. Cheap to clone; clones share connections
@@ -576,7 +673,9 @@ impl fmt::Debug for FoundryClient {
     }
 }
 
-static ENV_CLIENT: OnceLock<Result<FoundryClient, AuthError>> = OnceLock::new();
+/// The environment's client, once built. A failed build is not kept: the next use tries again
+/// (a CA file or discovery file mounted late, a transient read error).
+static ENV_CLIENT: Mutex<Option<FoundryClient>> = Mutex::new(None);
 
 impl FoundryClient {
     /// Starts configuring a client.
@@ -588,15 +687,20 @@ impl FoundryClient {
     /// credentials found there: application permissions (`CLIENT_ID`/`CLIENT_SECRET`), else the
     /// pipeline token (`BUILD2_TOKEN`), else none.
     fn env_client() -> Result<FoundryClient, AuthError> {
-        ENV_CLIENT
-            .get_or_init(|| FoundryClient::builder().build())
-            .clone()
+        let mut slot = ENV_CLIENT.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = FoundryClient::builder().build()?;
+        *slot = Some(client.clone());
+        Ok(client)
     }
 
     /// The module's own identity, from the environment: application permissions when
     /// `CLIENT_ID`/`CLIENT_SECRET` are set, else the pipeline token when `BUILD2_TOKEN` is set.
     /// Fails with [`AuthError::NoPlatformPermissions`] when neither is. The client (and its
-    /// token cache) is built once per process; clones are cheap.
+    /// token cache) is built once per process (a failed build is retried on the next call); clones
+    /// are cheap.
     pub fn from_env() -> Result<FoundryClient, AuthError> {
         let client = Self::env_client()?;
         match client.credentials {
@@ -657,6 +761,11 @@ impl FoundryClient {
         Ok(self.with_credentials(Credentials::user(header)))
     }
 
+    /// The idle and response limits of this client's exchanges.
+    pub(crate) fn limits(&self) -> Limits {
+        self.shared.limits
+    }
+
     /// The credentials this client sends.
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
@@ -678,7 +787,9 @@ impl FoundryClient {
     }
 
     /// The underlying HTTP client (trusting Foundry's CA), for requests this API does not cover.
-    /// It adds no credentials; use [`FoundryClient::authorization`] for the header.
+    /// It adds no credentials; use [`FoundryClient::authorization`] for the header. It follows
+    /// only same-origin HTTPS redirects and has only a connect timeout (the idle limits apply to
+    /// requests sent with [`FoundryRequest`]).
     pub fn http(&self) -> &reqwest::Client {
         &self.shared.http
     }
@@ -840,7 +951,8 @@ impl FoundryRequest {
         self
     }
 
-    /// Limits the whole request (including reading the body) to `timeout`.
+    /// Limits the whole request (including reading the body) to `timeout`; it also replaces the
+    /// client's response and idle limits for this request.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -910,8 +1022,19 @@ impl FoundryRequest {
                     })
                 })?
                 .tap_sensitive();
-            let response =
-                send_with_retry(&client.shared.retry, idempotent, "Foundry request", || {
+            let limits = match self.timeout {
+                Some(t) => Limits {
+                    idle: t,
+                    response: t,
+                },
+                None => client.shared.limits,
+            };
+            let response = send_with_retry(
+                &client.shared.retry,
+                limits,
+                idempotent,
+                "Foundry request",
+                || {
                     let mut req = client
                         .shared
                         .http
@@ -927,9 +1050,10 @@ impl FoundryRequest {
                         req = req.timeout(t);
                     }
                     req
-                })
-                .await
-                .map_err(|e| FoundryError::transport(&method_name, &shown, &e))?;
+                },
+            )
+            .await
+            .map_err(|e| FoundryError::send_failed(&method_name, &shown, &e))?;
             let status = response.status();
             if status == reqwest::StatusCode::UNAUTHORIZED
                 && !refreshed
@@ -1023,15 +1147,25 @@ pub struct FoundryClientBuilder {
     credentials: CredentialSource,
     scopes: Vec<String>,
     extra_roots: Vec<CertificateDer<'static>>,
-    timeouts: Timeouts,
+    timeouts: Option<Timeouts>,
     retry: RetryPolicy,
 }
 
 impl fmt::Debug for FoundryClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FoundryClientBuilder")
-            .field("foundry_url", &self.foundry_url)
-            .field("service_urls", &self.service_urls)
+            .field(
+                "foundry_url",
+                &self.foundry_url.as_deref().map(crate::secret::shown_url),
+            )
+            .field(
+                "service_urls",
+                &self
+                    .service_urls
+                    .iter()
+                    .map(|(s, u)| (s, crate::secret::shown_url(u)))
+                    .collect::<Vec<_>>(),
+            )
             .field("scopes", &self.scopes)
             .field("timeouts", &self.timeouts)
             .field("retry", &self.retry)
@@ -1084,9 +1218,10 @@ impl FoundryClientBuilder {
         self
     }
 
-    /// Network timeouts.
+    /// Network timeouts (default: [`Timeouts::default`], with `CMOD_FOUNDRY_IDLE_TIMEOUT_SECS`
+    /// and `CMOD_FOUNDRY_RESPONSE_TIMEOUT_SECS` overriding the idle and response limits).
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
+        self.timeouts = Some(timeouts);
         self
     }
 
@@ -1109,8 +1244,18 @@ impl FoundryClientBuilder {
     ) -> Result<FoundryClient, AuthError> {
         let mut roots = default_ca_certs(lookup)?;
         roots.extend(self.extra_roots.iter().cloned());
-        let http = http_client(&roots, None, self.timeouts)
-            .map_err(|message| AuthError::Config { message })?;
+        let timeouts = match self.timeouts {
+            Some(t) => t,
+            None => Timeouts::from_lookup(
+                lookup,
+                Timeouts::default(),
+                IDLE_TIMEOUT_VAR,
+                RESPONSE_TIMEOUT_VAR,
+            )
+            .map_err(|message| AuthError::Config { message })?,
+        };
+        let http =
+            http_client(&roots, None, timeouts).map_err(|message| AuthError::Config { message })?;
         let urls = self.resolve_urls(lookup)?;
 
         let credentials = match self.credentials {
@@ -1131,6 +1276,7 @@ impl FoundryClientBuilder {
                 http,
                 urls,
                 retry: self.retry,
+                limits: timeouts.limits(),
             }),
             credentials,
             scopes: self.scopes.into(),

@@ -3,13 +3,18 @@
 //! In Foundry every record is one SLS JSON line on stdout (PROTOCOL §8.2):
 //!
 //! ```json
-//! {"type":"service.1","level":"INFO","time":"2026-01-02T03:04:05.123456Z","origin":"src/main.rs:12",
+//! {"type":"service.1","level":"INFO","time":"2026-01-02T03:04:05.123456Z","origin":"my_module::prices",
 //!  "thread":"tokio-runtime-worker","params":{"process_id":"7","job_id":"9a2a…","session_id":"ses-1",
-//!  "function":"add"},"message":"adding","safe":true}
+//!  "function":"add"},"unsafeParams":{"ticker":"ACME"},"message":"adding","safe":true}
 //! ```
 //!
 //! `job_id` is filled in for everything logged while a job runs — including `tracing` calls in
-//! your own functions. Locally (`CMOD_LOCAL=1`) records are printed in a readable format instead.
+//! your own functions. Only identifiers the framework sets (process, session and job ids, the
+//! function name, a few counters of its own records) go to `params`; every other field —
+//! anything your code logs — goes to `unsafeParams`, since its content is not known to be safe.
+//! `origin` is the logger: the `tracing` target (by default the module path), never a source
+//! path. A panic is logged as an `ERROR` line whose `stacktrace` holds the backtrace; any
+//! record with a `stacktrace` field gets it there too. Locally (`CMOD_LOCAL=1`) records are printed in a readable format instead.
 //! The level comes from `CMOD_LOG` or `RUST_LOG` (an [`EnvFilter`] directive such as
 //! `info,my_module=debug`); the default is `info`.
 //!
@@ -53,13 +58,19 @@ pub(crate) fn env_filter() -> EnvFilter {
 pub fn init(format: LogFormat) {
     let filter = env_filter();
     let result = match format {
-        LogFormat::Sls => tracing_subscriber::registry()
-            .with(SlsLayer::new(
-                std::io::stdout,
-                crate::env::var("COMPUTE_SESSION_ID"),
-            ))
-            .with(filter)
-            .try_init(),
+        LogFormat::Sls => {
+            let installed = tracing_subscriber::registry()
+                .with(SlsLayer::new(
+                    std::io::stdout,
+                    crate::env::var("COMPUTE_SESSION_ID"),
+                ))
+                .with(filter)
+                .try_init();
+            if installed.is_ok() {
+                install_panic_hook();
+            }
+            installed
+        }
         LogFormat::Pretty => tracing_subscriber::registry()
             .with(
                 tracing_subscriber::fmt::layer()
@@ -82,6 +93,53 @@ pub fn init(format: LogFormat) {
 /// is set to anything non-empty (<https://no-color.org>).
 fn colours(terminal: bool, no_color: Option<String>) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Logs every panic as one SLS `ERROR` line with its backtrace in `stacktrace` (instead of the
+/// default hook's plain text on stderr), inside whatever span panicked (so with its job id).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(non-string panic payload)");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let stacktrace = std::backtrace::Backtrace::force_capture();
+        tracing::error!(
+            target: "cmod_runtime::panic",
+            stacktrace = %stacktrace,
+            "panicked at {location}: {message}"
+        );
+    }));
+}
+
+/// Fields that stay in `params` wherever they come from a framework span or record.
+const SAFE_IDS: &[&str] = &[
+    "process_id",
+    "session_id",
+    "job_id",
+    "function",
+    "pipeline",
+    "alias",
+    "rid",
+];
+/// Further fields that stay in `params` on the framework's own records.
+const FRAMEWORK_SAFE: &[&str] = &[
+    "functions",
+    "max_concurrent_tasks",
+    "attempt",
+    "status",
+    "error_kind",
+];
+
+/// Whether `target` is the framework's own (its fields are known).
+fn is_framework(target: &str) -> bool {
+    target == "cmod_runtime" || target.starts_with("cmod_runtime::")
 }
 
 /// A [`Layer`] writing SLS JSON lines to `W`.
@@ -143,15 +201,21 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
         let mut params = Map::new();
+        let mut unsafe_params = Map::new();
         params.insert("process_id".into(), Value::String(self.process_id.clone()));
         params.insert("job_id".into(), Value::String(String::new()));
         params.insert("session_id".into(), Value::String(self.session_id.clone()));
         // Span fields, outermost first, so inner spans win.
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
+                let framework = is_framework(span.metadata().target());
                 if let Some(fields) = span.extensions().get::<SpanFields>() {
                     for (k, v) in &fields.0 {
-                        params.insert(k.clone(), v.clone());
+                        if framework && SAFE_IDS.contains(&k.as_str()) {
+                            params.insert(k.clone(), v.clone());
+                        } else {
+                            unsafe_params.insert(k.clone(), v.clone());
+                        }
                     }
                 }
             }
@@ -159,24 +223,41 @@ where
         let mut visitor = JsonVisitor::default();
         event.record(&mut visitor);
         let message = visitor.message.take().unwrap_or_default();
-        params.extend(visitor.fields);
-
         let meta = event.metadata();
-        let origin = match (meta.file(), meta.line()) {
-            (Some(f), Some(l)) => format!("{f}:{l}"),
-            _ => meta.target().to_owned(),
-        };
+        let framework = is_framework(meta.target());
+        let mut stacktrace = None;
+        for (k, v) in visitor.fields {
+            if k == "stacktrace" {
+                stacktrace = Some(v);
+            } else if framework
+                && (SAFE_IDS.contains(&k.as_str()) || FRAMEWORK_SAFE.contains(&k.as_str()))
+            {
+                params.insert(k, v);
+            } else {
+                unsafe_params.insert(k, v);
+            }
+        }
+
         let thread = std::thread::current();
-        let record = serde_json::json!({
+        let mut record = serde_json::json!({
             "type": "service.1",
             "level": level_name(meta.level()),
             "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "origin": origin,
+            // The logger, as SLS means it: never the build machine's source path.
+            "origin": meta.target(),
             "thread": thread.name().unwrap_or("unnamed"),
             "params": Value::Object(params),
             "message": message,
             "safe": true,
         });
+        if let Some(map) = record.as_object_mut() {
+            if !unsafe_params.is_empty() {
+                map.insert("unsafeParams".into(), Value::Object(unsafe_params));
+            }
+            if let Some(trace) = stacktrace {
+                map.insert("stacktrace".into(), trace);
+            }
+        }
         let mut line = record.to_string();
         line.push('\n');
         let mut writer = self.make_writer.make_writer();
@@ -299,7 +380,8 @@ mod tests {
         assert_eq!(line["level"], "INFO");
         assert_eq!(line["message"], "adding 2");
         assert_eq!(line["safe"], true);
-        assert!(line["origin"].as_str().unwrap().contains("logging.rs:"));
+        // The logger (module path), never the build machine's source path.
+        assert_eq!(line["origin"], "cmod_runtime::logging::tests");
         assert!(line["time"].as_str().unwrap().ends_with('Z'));
         assert!(line["thread"].is_string());
         let params = &line["params"];
@@ -307,9 +389,33 @@ mod tests {
         assert_eq!(params["session_id"], "ses-1");
         assert_eq!(params["process_id"], std::process::id().to_string());
         assert_eq!(params["function"], "add");
-        assert_eq!(params["x"], 3);
-        assert_eq!(params["token"], "<redacted>");
+        // Fields of user code are not known to be safe: `unsafeParams`.
+        assert_eq!(params.as_object().unwrap().len(), 4, "{params}");
+        let unsafe_params = &line["unsafeParams"];
+        assert_eq!(unsafe_params["x"], 3);
+        assert_eq!(unsafe_params["token"], "<redacted>");
         assert!(!out.contains("tok-secret"));
+        assert!(line.get("stacktrace").is_none());
+    }
+
+    #[test]
+    fn a_stacktrace_field_becomes_the_stacktrace_of_the_line() {
+        let buf = Buf::default();
+        let sink = buf.clone();
+        let subscriber =
+            tracing_subscriber::registry().with(SlsLayer::new(move || sink.clone(), None));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(stacktrace = "at f (x.rs:1)\nat g", "it failed");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(line["level"], "ERROR");
+        assert_eq!(line["stacktrace"], "at f (x.rs:1)\nat g");
+        assert!(line["params"].get("stacktrace").is_none());
+        assert!(
+            line.get("unsafeParams")
+                .is_none_or(|u| u.get("stacktrace").is_none())
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -37,6 +37,7 @@ use serde::Deserialize;
 
 use crate::context::Context;
 use crate::secret::Secret;
+use crate::transport::watchdog::{self, Limits, SendError};
 
 /// The variable naming the secrets file.
 pub const SOURCE_CREDENTIALS_VAR: &str = "SOURCE_CREDENTIALS";
@@ -149,8 +150,10 @@ pub struct HttpConnectionConfig {
 
 impl fmt::Debug for HttpConnectionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Without query string or user info: either may hold a credential.
+        let url = crate::secret::shown_url(&self.url);
         f.debug_struct("HttpConnectionConfig")
-            .field("url", &self.url)
+            .field("url", &url)
             .field(
                 "auth_headers",
                 &self.auth_headers.keys().collect::<Vec<_>>(),
@@ -212,6 +215,25 @@ pub enum ResolvedCredentials {
         /// The top-level key.
         kind: String,
     },
+}
+
+impl ResolvedCredentials {
+    /// The `expiration` Foundry gave, when it gave one.
+    pub fn expiration(&self) -> Option<&str> {
+        match self {
+            ResolvedCredentials::Aws(AwsCredentials::Session { expiration, .. })
+            | ResolvedCredentials::GcpOauth { expiration, .. }
+            | ResolvedCredentials::OAuth2 { expiration, .. } => expiration.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// [`ResolvedCredentials::expiration`], parsed (RFC 3339, `YYYY-MM-DDTHH:MM:SSZ`).
+    pub fn expires_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.expiration()
+            .and_then(|e| chrono::DateTime::parse_from_rfc3339(e.trim()).ok())
+            .map(|e| e.with_timezone(&chrono::Utc))
+    }
 }
 
 /// A client certificate for mutual TLS (`clientCertificate`).
@@ -318,7 +340,13 @@ impl Source {
     /// A ready HTTP client for this REST source: requests go to the connection's URL, carry its
     /// auth headers and query parameters, and trust `DEFAULT_CA_PATH`, the source's
     /// `serverCertificates` and the public web roots; the client certificate is presented when
-    /// configured. Timeouts: 10 s to connect, 30 s between reads.
+    /// configured. Timeouts: 10 s to connect, then limits on idle time only (never a cap on a
+    /// transfer that moves): 60 s for the response headers once the request body was sent
+    /// (`CMOD_SOURCE_RESPONSE_TIMEOUT_SECS`), 30 s without progress of either body
+    /// (`CMOD_SOURCE_IDLE_TIMEOUT_SECS`); [`SourceRequest::timeout`] sets a request's own.
+    /// Requests made with [`SourceClient::get`] & co. follow redirects themselves: on the
+    /// connection's origin with its credentials, elsewhere without its auth headers and secret
+    /// query parameters; no `Referer` is ever sent.
     pub fn http_client(&self) -> Result<SourceClient, SourceError> {
         self.http_client_from_lookup(crate::env::lookup())
     }
@@ -369,43 +397,83 @@ impl Source {
             }
         };
         let mut headers = HeaderMap::new();
+        let mut auth_names = Vec::new();
         for (name, value) in &conn.auth_headers {
             let n = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| err(format!("auth header name `{name}` is not a valid header")))?;
             let mut v = HeaderValue::from_str(value.expose())
                 .map_err(|_| err(format!("auth header `{name}` has an invalid value")))?;
             v.set_sensitive(true);
+            auth_names.push(n.clone());
             headers.insert(n, v);
         }
-        let timeouts = crate::foundry::Timeouts {
-            connect: Duration::from_secs(10),
-            read: Duration::from_secs(30),
-        };
-        let mut builder = crate::foundry::http_client_builder(&roots, client_auth, timeouts)
-            .map_err(err)?
-            .default_headers(headers);
-        if let Some(token) = &self.proxy_token {
-            let discovery = crate::discovery::ServiceDiscovery::from_lookup(lookup)
-                .map_err(|e| err(e.to_string()))?;
-            if let Some(proxy_url) = discovery.as_ref().and_then(|d| d.on_prem_proxy()) {
-                let proxy = reqwest::Proxy::all(proxy_url)
-                    .map_err(|e| err(format!("invalid on-prem proxy URL `{proxy_url}`: {e}")))?
-                    .basic_auth("user", token.expose());
-                builder = builder.proxy(proxy);
+        let timeouts = crate::foundry::Timeouts::from_lookup(
+            lookup,
+            SOURCE_TIMEOUTS,
+            SOURCE_IDLE_TIMEOUT_VAR,
+            SOURCE_RESPONSE_TIMEOUT_VAR,
+        )
+        .map_err(err)?;
+        let proxy = match &self.proxy_token {
+            None => None,
+            Some(token) => {
+                let discovery = crate::discovery::ServiceDiscovery::from_lookup(lookup)
+                    .map_err(|e| err(e.to_string()))?;
+                match discovery.as_ref().and_then(|d| d.on_prem_proxy()) {
+                    None => None,
+                    Some(proxy_url) => Some(
+                        reqwest::Proxy::all(proxy_url)
+                            .map_err(|e| {
+                                err(format!("invalid on-prem proxy URL `{proxy_url}`: {e}"))
+                            })?
+                            .basic_auth("user", token.expose()),
+                    ),
+                }
             }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| err(crate::foundry::describe_reqwest_error(&e)))?;
+        };
+        let client = |default_headers: Option<HeaderMap>| {
+            let auth = client_auth
+                .as_ref()
+                .map(|(chain, key)| (chain.clone(), key.clone_key()));
+            // Redirects are followed by `SourceRequest::send`, which knows what to strip.
+            let mut builder = crate::foundry::http_client_builder(&roots, auth, timeouts)
+                .map_err(err)?
+                .redirect(reqwest::redirect::Policy::none());
+            if let Some(proxy) = &proxy {
+                builder = builder.proxy(proxy.clone());
+            }
+            if let Some(h) = default_headers {
+                builder = builder.default_headers(h);
+            }
+            builder
+                .build()
+                .map_err(|e| err(crate::foundry::describe_reqwest_error(&e)))
+        };
+        let plain = client(None)?;
+        let http = client(Some(headers.clone()))?;
         Ok(SourceClient {
             api_name: self.api_name.clone(),
             http,
+            plain,
             base,
             query: conn
                 .query_parameters
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            credentials: std::sync::Arc::new(ConnectionCredentials {
+                headers,
+                names: auth_names,
+                query_names: conn.query_parameters.keys().cloned().collect(),
+                query_values: conn
+                    .query_parameters
+                    .values()
+                    .map(|v| v.expose().to_owned())
+                    .filter(|v| !v.is_empty())
+                    .map(Secret::new)
+                    .collect(),
+            }),
+            limits: timeouts.limits(),
         })
     }
 }
@@ -423,9 +491,84 @@ impl Source {
 #[derive(Clone)]
 pub struct SourceClient {
     api_name: String,
+    /// With the auth headers as default headers, for [`SourceClient::http`].
     http: reqwest::Client,
+    /// Without default headers: [`SourceRequest`] adds them per hop.
+    plain: reqwest::Client,
     base: reqwest::Url,
     query: Vec<(String, Secret)>,
+    credentials: std::sync::Arc<ConnectionCredentials>,
+    limits: Limits,
+}
+
+/// Default timeouts of source clients.
+const SOURCE_TIMEOUTS: crate::foundry::Timeouts = crate::foundry::Timeouts {
+    connect: Duration::from_secs(10),
+    response: Duration::from_secs(60),
+    idle: Duration::from_secs(30),
+};
+/// The variable overriding the idle limit of source clients, in seconds.
+pub const SOURCE_IDLE_TIMEOUT_VAR: &str = "CMOD_SOURCE_IDLE_TIMEOUT_SECS";
+/// The variable overriding the response-header limit of source clients, in seconds.
+pub const SOURCE_RESPONSE_TIMEOUT_VAR: &str = "CMOD_SOURCE_RESPONSE_TIMEOUT_SECS";
+/// Redirects a [`SourceRequest`] follows at most.
+const MAX_REDIRECTS: usize = 10;
+
+/// What a redirect to another origin must not carry: the connection's auth headers and its
+/// query parameters (by name, and by value wherever they were echoed).
+struct ConnectionCredentials {
+    headers: HeaderMap,
+    names: Vec<HeaderName>,
+    query_names: Vec<String>,
+    query_values: Vec<Secret>,
+}
+
+impl ConnectionCredentials {
+    /// Where the request sets an auth header itself (after the connection's, which come
+    /// first), drops the connection's value: the request's own wins, as a default header would.
+    fn let_request_override(&self, headers: &mut HeaderMap) {
+        for name in &self.names {
+            let values: Vec<HeaderValue> = headers.get_all(name).iter().cloned().collect();
+            if values.len() > 1 {
+                headers.remove(name);
+                for v in values.into_iter().skip(1) {
+                    headers.append(name.clone(), v);
+                }
+            }
+        }
+    }
+
+    /// Removes every credential from a request leaving the connection's origin.
+    fn strip(&self, request: &mut reqwest::Request) {
+        let headers = request.headers_mut();
+        for name in &self.names {
+            headers.remove(name);
+        }
+        for name in [
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::COOKIE,
+            reqwest::header::PROXY_AUTHORIZATION,
+        ] {
+            headers.remove(name);
+        }
+        let url = request.url_mut();
+        if url.query().is_some() {
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, v)| {
+                    !self.query_names.iter().any(|n| n == k)
+                        && !self.query_values.iter().any(|s| s.expose() == v)
+                })
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url.set_query(None);
+            if !kept.is_empty() {
+                url.query_pairs_mut().extend_pairs(kept);
+            }
+        }
+        let _ = url.set_password(None);
+        let _ = url.set_username("");
+    }
 }
 
 impl fmt::Debug for SourceClient {
@@ -478,9 +621,9 @@ impl SourceClient {
         shown_url(&self.base)
     }
 
-    /// The underlying client (auth headers and TLS configured, no base URL). Errors and
-    /// responses of requests sent with it carry the full URL: use [`SourceClient::get`] & co.
-    /// when the URL holds credentials.
+    /// The underlying client (auth headers and TLS configured, no base URL). It follows no
+    /// redirect and has only a connect timeout. Errors and responses of requests sent with it
+    /// carry the full URL: use [`SourceClient::get`] & co. when the URL holds credentials.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -514,7 +657,13 @@ impl SourceClient {
             api_name: self.api_name.clone(),
             method: method.clone(),
             shown: shown_url(&url),
-            inner: self.http.request(method, url),
+            origin: self.base.origin().ascii_serialization(),
+            inner: self
+                .plain
+                .request(method, url)
+                .headers(self.credentials.headers.clone()),
+            credentials: self.credentials.clone(),
+            limits: self.limits,
         }
     }
 
@@ -536,7 +685,48 @@ pub struct SourceRequest {
     api_name: String,
     method: reqwest::Method,
     shown: String,
+    /// The connection's origin: its credentials go nowhere else.
+    origin: String,
     inner: reqwest::RequestBuilder,
+    credentials: std::sync::Arc<ConnectionCredentials>,
+    limits: Limits,
+}
+
+/// A [`SourceRequest`] that got no response: connection or TLS failure, a timeout (no progress
+/// for the client's limits, or the request's own [`SourceRequest::timeout`]), too many
+/// redirects. Shows the URL without its query string or user info.
+#[derive(Debug, thiserror::Error)]
+#[error("source `{api_name}`: {method} {url} failed: {message}")]
+pub struct SourceRequestError {
+    api_name: String,
+    method: String,
+    url: String,
+    message: String,
+    timeout: bool,
+    #[source]
+    source: Option<reqwest::Error>,
+}
+
+impl SourceRequestError {
+    /// Whether connecting failed.
+    pub fn is_connect(&self) -> bool {
+        self.source.as_ref().is_some_and(reqwest::Error::is_connect)
+    }
+
+    /// Whether a time limit ran out.
+    pub fn is_timeout(&self) -> bool {
+        self.timeout || self.source.as_ref().is_some_and(reqwest::Error::is_timeout)
+    }
+
+    /// The URL, without query string or user info.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The underlying reqwest error (its URL scrubbed), when there is one.
+    pub fn reqwest(&self) -> Option<&reqwest::Error> {
+        self.source.as_ref()
+    }
 }
 
 impl fmt::Debug for SourceRequest {
@@ -593,33 +783,139 @@ impl SourceRequest {
         self
     }
 
-    /// Limits the whole request, from connecting to reading the end of the body.
+    /// Limits the whole request, from connecting to reading the end of the body, to `timeout`;
+    /// it replaces the client's idle and response limits for this request (so it may be
+    /// longer than they are).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.inner = self.inner.timeout(timeout);
+        self.limits = Limits {
+            idle: timeout,
+            response: timeout,
+        };
         self
     }
 
-    /// Sends the request. The error, and the response's URL, show the URL without its query
-    /// string or user info (so without the connection's query parameters).
-    pub async fn send(self) -> Result<reqwest::Response, reqwest::Error> {
-        match self.inner.send().await {
-            Ok(response) => Ok(scrub_response(response)),
-            Err(e) => {
-                let e = scrub_error(e);
-                tracing::debug!(
-                    source = %self.api_name,
-                    method = %self.method,
-                    url = %self.shown,
-                    error = %e,
-                    "source request failed"
-                );
-                Err(e)
+    /// Sends the request, following redirects: to the connection's origin with its
+    /// credentials, to any other without the connection's auth headers, its query parameters,
+    /// `Authorization` and `Cookie` (at most 10). The error, and the response's URL, show the
+    /// URL without its query string or user info (so without the connection's query
+    /// parameters).
+    pub async fn send(self) -> Result<reqwest::Response, SourceRequestError> {
+        let fail = |url: &str, message: String, timeout: bool, source: Option<reqwest::Error>| {
+            let e = SourceRequestError {
+                api_name: self.api_name.clone(),
+                method: self.method.to_string(),
+                url: url.to_owned(),
+                message,
+                timeout,
+                source,
+            };
+            tracing::debug!(
+                source = %self.api_name,
+                method = %self.method,
+                url = %url,
+                error = %e,
+                "source request failed"
+            );
+            e
+        };
+        let (client, request) = self.inner.build_split();
+        let mut request = request.map_err(|e| {
+            let e = scrub_error(e);
+            fail(
+                &self.shown,
+                crate::foundry::describe_reqwest_error(&e),
+                false,
+                Some(e),
+            )
+        })?;
+        self.credentials.let_request_override(request.headers_mut());
+        let mut hops = 0usize;
+        loop {
+            let shown = shown_url(request.url());
+            let replay = request.try_clone();
+            let (method, url) = (request.method().clone(), request.url().clone());
+            let (headers, timeout) = (request.headers().clone(), request.timeout().copied());
+            let builder = reqwest::RequestBuilder::from_parts(client.clone(), request);
+            let response = match watchdog::send_tracked(builder, self.limits).await {
+                Ok(r) => r,
+                Err(SendError::Stalled(stall)) => {
+                    return Err(fail(&shown, stall.to_string(), true, None));
+                }
+                Err(SendError::Transport(e)) => {
+                    let e = scrub_error(e);
+                    let message = crate::foundry::describe_reqwest_error(&e);
+                    return Err(fail(&shown, message, false, Some(e)));
+                }
+            };
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok());
+            let (Some(location), true) = (location, matches!(status, 301 | 302 | 303 | 307 | 308))
+            else {
+                return Ok(scrub_response(response));
+            };
+            if hops >= MAX_REDIRECTS {
+                return Err(fail(
+                    &shown,
+                    format!("more than {MAX_REDIRECTS} redirects"),
+                    false,
+                    None,
+                ));
             }
+            // 307/308 repeat the request (body included); 303, and 301/302 after a POST, turn
+            // it into a GET without body, as browsers and reqwest do.
+            let keep = matches!(status, 307 | 308)
+                || (matches!(status, 301 | 302) && method != reqwest::Method::POST);
+            let mut next = match (keep, replay) {
+                (true, Some(r)) => r,
+                // A streamed body cannot be sent again: the redirect is the answer.
+                (true, None) => return Ok(scrub_response(response)),
+                (false, _) => {
+                    let m = if method == reqwest::Method::HEAD {
+                        method.clone()
+                    } else {
+                        reqwest::Method::GET
+                    };
+                    let mut r = reqwest::Request::new(m, location.clone());
+                    // The request's headers, without those describing the dropped body.
+                    *r.headers_mut() = headers;
+                    for h in [
+                        reqwest::header::CONTENT_TYPE,
+                        reqwest::header::CONTENT_LENGTH,
+                        reqwest::header::CONTENT_ENCODING,
+                        reqwest::header::TRANSFER_ENCODING,
+                    ] {
+                        r.headers_mut().remove(h);
+                    }
+                    *r.timeout_mut() = timeout;
+                    r
+                }
+            };
+            *next.url_mut() = location.clone();
+            if location.origin().ascii_serialization() != self.origin {
+                self.credentials.strip(&mut next);
+            }
+            next.headers_mut().remove(reqwest::header::REFERER);
+            tracing::debug!(
+                source = %self.api_name,
+                status,
+                to = %shown_url(&location),
+                "source request redirected"
+            );
+            drop(response);
+            request = next;
+            hops += 1;
         }
     }
 
-    /// The underlying reqwest builder, for options this type does not offer. Its errors and
-    /// responses carry the full URL, credentials included.
+    /// The underlying reqwest builder, for options this type does not offer. It carries the
+    /// connection's auth headers (a header of the same name added on it is sent as well) but
+    /// follows no redirect and has no idle limits; its errors and responses carry the full URL,
+    /// credentials included.
     pub fn into_reqwest(self) -> reqwest::RequestBuilder {
         self.inner
     }
@@ -632,7 +928,18 @@ pub struct Sources {
     files_present: bool,
 }
 
-static GLOBAL: OnceLock<Result<Sources, SourceError>> = OnceLock::new();
+/// The environment's sources, once read. A failed read is not kept: the next use tries again.
+/// Replaced when time-limited cloud credentials expired and the files hold newer ones; a
+/// replaced value stays allocated (`global` hands out `&'static`), a few KiB per credential
+/// rotation.
+static GLOBAL: RwLock<Option<&'static Sources>> = RwLock::new(None);
+/// When the files were last read for [`Sources::global`] (re-reads for expired credentials are
+/// at most once per [`REREAD_INTERVAL`]).
+static LAST_READ: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+/// Credentials expiring within this margin count as expired.
+const EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// The least time between two re-reads of the files for expired credentials.
+const REREAD_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Sources {
     /// Reads both files (either may be unset; a set variable whose file is missing or malformed
@@ -641,12 +948,69 @@ impl Sources {
         Self::from_lookup(crate::env::lookup())
     }
 
-    /// The environment's sources, read once per process.
+    /// The environment's sources, read once per process (a failed read is retried on the next
+    /// call). When time-limited cloud credentials (`resolvedCredentials` with an `expiration`)
+    /// have expired, or expire within a minute, the files are read again (at most once a
+    /// second) and newer credentials replace them.
     pub fn global() -> Result<&'static Sources, SourceError> {
-        GLOBAL
-            .get_or_init(Self::from_env)
-            .as_ref()
-            .map_err(Clone::clone)
+        let current = *GLOBAL.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sources) = current
+            && !sources.credentials_expire_by(chrono::Utc::now() + EXPIRY_MARGIN)
+        {
+            return Ok(sources);
+        }
+        let mut last = LAST_READ.lock().unwrap_or_else(PoisonError::into_inner);
+        // Another caller may have replaced them meanwhile.
+        let current = *GLOBAL.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sources) = current
+            && (!sources.credentials_expire_by(chrono::Utc::now() + EXPIRY_MARGIN)
+                || last.is_some_and(|t| t.elapsed() < REREAD_INTERVAL))
+        {
+            return Ok(sources);
+        }
+        *last = Some(std::time::Instant::now());
+        let fresh = match (Self::from_env(), current) {
+            (Ok(fresh), _) => fresh,
+            (Err(e), None) => return Err(e),
+            (Err(e), Some(old)) => {
+                tracing::warn!(
+                    error = %e,
+                    "re-reading the sources files for expired credentials failed; keeping the \
+                     previous ones"
+                );
+                return Ok(old);
+            }
+        };
+        if let Some(old) = current
+            && old.expirations() == fresh.expirations()
+        {
+            // Nothing newer mounted yet.
+            return Ok(old);
+        }
+        let fresh: &'static Sources = Box::leak(Box::new(fresh));
+        *GLOBAL.write().unwrap_or_else(PoisonError::into_inner) = Some(fresh);
+        Ok(fresh)
+    }
+
+    /// Whether any source's time-limited credentials expire at or before `at`.
+    fn credentials_expire_by(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.sources
+            .values()
+            .filter_map(|s| s.resolved_credentials.as_ref())
+            .filter_map(ResolvedCredentials::expires_at)
+            .any(|e| e <= at)
+    }
+
+    /// The expiration of each source's credentials.
+    fn expirations(&self) -> Vec<Option<&str>> {
+        self.sources
+            .values()
+            .map(|s| {
+                s.resolved_credentials
+                    .as_ref()
+                    .and_then(ResolvedCredentials::expiration)
+            })
+            .collect()
     }
 
     /// [`Sources::from_env`] through a variable lookup function.
@@ -887,19 +1251,23 @@ fn read_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// A serde message with its quoted values and position suffix removed.
+/// A serde message with its quoted values and position suffix removed: serde quotes strings
+/// with `"` and other values (integers, floats, booleans: a numeric PIN or key) with backticks.
 fn strip_quoted(message: &str) -> String {
     let message = message.split(" at line ").next().unwrap_or(message);
     let mut out = String::with_capacity(message.len());
-    let mut in_quote = false;
+    let mut quote: Option<char> = None;
     for c in message.chars() {
-        if c == '"' {
-            if !in_quote {
-                out.push_str("\"…\"");
+        match quote {
+            None if c == '"' || c == '`' => {
+                out.push(c);
+                out.push('…');
+                out.push(c);
+                quote = Some(c);
             }
-            in_quote = !in_quote;
-        } else if !in_quote {
-            out.push(c);
+            None => out.push(c),
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
         }
     }
     out
@@ -1041,6 +1409,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_secret_shows_in_debug_output_or_parse_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        // An integer-valued credential: serde quotes it with backticks in its message.
+        let creds = dir.path().join("creds.json");
+        std::fs::write(&creds, r#"{"Api": {"additionalSecretPIN": 987654321}}"#).unwrap();
+        let creds = creds.display().to_string();
+        let err = Sources::from_lookup(&|k| (k == SOURCE_CREDENTIALS_VAR).then(|| creds.clone()))
+            .unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("987654321"), "{text}");
+        assert!(text.contains("additionalSecretPIN"), "{text}");
+
+        let conf = dir.path().join("conf.json");
+        std::fs::write(
+            &conf,
+            r#"{"Api": {"httpConnectionConfig": {"url": "https://user:planted-pw@api.example.com/v1?token=planted-url-secret", "queryParameters": {"k": "planted-query"}}}}"#,
+        )
+        .unwrap();
+        let conf = conf.display().to_string();
+        let sources =
+            Sources::from_lookup(&|k| (k == SOURCE_CONFIGURATIONS_VAR).then(|| conf.clone()))
+                .unwrap();
+        let text = format!("{sources:?}");
+        assert!(text.contains("api.example.com/v1"), "{text}");
+        assert!(!text.contains("planted"), "{text}");
+    }
+
+    #[test]
     fn strip_quoted_removes_values() {
         assert_eq!(
             strip_quoted("invalid type: string \"hunter2\", expected a map at line 1 column 9"),
@@ -1077,12 +1473,21 @@ mod tests {
 
     #[test]
     fn url_joins_paths_and_appends_query_parameters() {
+        let http =
+            crate::foundry::http_client(&[], None, crate::foundry::Timeouts::default()).unwrap();
         let client = SourceClient {
             api_name: "A".to_owned(),
-            http: crate::foundry::http_client(&[], None, crate::foundry::Timeouts::default())
-                .unwrap(),
+            http: http.clone(),
+            plain: http,
             base: reqwest::Url::parse("https://api.example.com/v1/").unwrap(),
             query: vec![("key".to_owned(), Secret::new("k v"))],
+            credentials: std::sync::Arc::new(ConnectionCredentials {
+                headers: HeaderMap::new(),
+                names: Vec::new(),
+                query_names: vec!["key".to_owned()],
+                query_values: vec![Secret::new("k v")],
+            }),
+            limits: SOURCE_TIMEOUTS.limits(),
         };
         assert_eq!(
             client.url("/items?page=2").as_str(),

@@ -409,7 +409,10 @@ async fn log_lines_are_sls_json_with_the_job_id() {
     );
     assert_eq!(record["params"]["job_id"], job_id.as_str());
     assert_eq!(record["params"]["session_id"], "ses-test");
-    assert_eq!(record["params"]["note"], "from user code");
+    // User fields are not known to be safe: `unsafeParams`; `origin` is the logger.
+    assert_eq!(record["unsafeParams"]["note"], "from user code");
+    assert!(record["params"].get("note").is_none());
+    assert_eq!(record["origin"], "e2e_module");
     assert!(record["params"]["process_id"].is_string());
     // Every stdout line is SLS JSON, and none carries the module auth token.
     for l in module.lines() {

@@ -152,13 +152,13 @@ fn sls_records(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Whether `records` has an `ERROR` record with these `params`, whose `error` param contains
-/// `error_contains`.
+/// Whether `records` has an `ERROR` record with these `params`, whose `error` (in
+/// `unsafeParams`: its text is not known to be safe) contains `error_contains`.
 fn has_error_record(records: &[Value], params: &[(&str, &str)], error_contains: &str) -> bool {
     records.iter().any(|r| {
         r["level"] == "ERROR"
             && params.iter().all(|(k, v)| r["params"][*k] == *v)
-            && r["params"]["error"]
+            && r["unsafeParams"]["error"]
                 .as_str()
                 .is_some_and(|e| e.contains(error_contains))
     })

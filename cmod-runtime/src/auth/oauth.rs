@@ -167,7 +167,12 @@ impl AppTokenProvider {
             message,
         };
         let started = Instant::now();
-        let response = send_with_retry(&inner.retry, true, "token request", || {
+        // A small exchange: no progress for the request's whole time limit is a failure.
+        let limits = crate::transport::watchdog::Limits {
+            idle: TOKEN_REQUEST_TIMEOUT,
+            response: TOKEN_REQUEST_TIMEOUT,
+        };
+        let response = send_with_retry(&inner.retry, limits, true, "token request", || {
             inner
                 .http
                 .post(&inner.token_url)
@@ -176,7 +181,7 @@ impl AppTokenProvider {
                 .form(&form)
         })
         .await
-        .map_err(|e| request_error(crate::foundry::describe_reqwest_error(&e)))?;
+        .map_err(|e| request_error(crate::foundry::describe_send_error(&e)))?;
         let status = response.status();
         let body = response
             .bytes()

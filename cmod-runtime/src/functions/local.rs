@@ -48,10 +48,15 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
         })?,
         None => 0,
     };
-    let max_concurrent_tasks = crate::env::var("MAX_CONCURRENT_TASKS")
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|n| *n >= 1)
-        .unwrap_or(1);
+    let max_concurrent_tasks = match crate::env::var(crate::config::MAX_CONCURRENT_TASKS_VAR) {
+        None => 1,
+        Some(v) => crate::config::parse_max_concurrent_tasks(&v).map_err(|message| {
+            crate::Error::Usage(format!(
+                "{}: {message}",
+                crate::config::MAX_CONCURRENT_TASKS_VAR
+            ))
+        })?,
+    };
     // One CA for both local servers, so the module trusts both through DEFAULT_CA_PATH.
     let ca = Arc::new(
         LocalCa::generate("cmod local CA")

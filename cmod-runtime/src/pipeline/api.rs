@@ -113,8 +113,9 @@ impl Api {
             .boxed())
     }
 
-    /// POSTs a streamed body (`application/octet-stream`). Not retried: a stream cannot be
-    /// replayed.
+    /// POSTs a streamed body (`application/octet-stream`) under the client's idle limits (the
+    /// time the caller takes to produce the body is never limited). Not retried: a stream
+    /// cannot be replayed.
     pub(crate) async fn upload(
         &self,
         resource: &ResourceRef,
@@ -148,7 +149,7 @@ impl Api {
             ))
         })?;
         auth_value.set_sensitive(true);
-        let response = self
+        let request = self
             .client
             .http()
             .post(url)
@@ -157,10 +158,11 @@ impl Api {
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             )
-            .body(body)
-            .send()
+            .body(body);
+        // Idle limits, never a cap: an open writer may upload for as long as it produces.
+        let response = crate::transport::watchdog::send_tracked(request, self.client.limits())
             .await
-            .map_err(|e| fail(FoundryError::transport("POST", &shown, &e)))?;
+            .map_err(|e| fail(FoundryError::send_failed("POST", &shown, &e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

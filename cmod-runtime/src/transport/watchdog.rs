@@ -218,6 +218,177 @@ impl Stream for BufferedBody {
     }
 }
 
+/// A streamed request body that records its progress: waiting for `inner` is the producer's
+/// time (never limited), a chunk handed over starts the idle clock, the end marks the body
+/// finished.
+pub(crate) struct ProgressStream<S> {
+    inner: S,
+    progress: Arc<Progress>,
+}
+
+impl<S> ProgressStream<S> {
+    pub(crate) fn new(inner: S, progress: Arc<Progress>) -> Self {
+        Self { inner, progress }
+    }
+}
+
+impl<S, E> Stream for ProgressStream<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        match &polled {
+            Poll::Pending => self.progress.producing(),
+            Poll::Ready(Some(_)) => self.progress.handed_off(),
+            Poll::Ready(None) => self.progress.finished(),
+        }
+        polled
+    }
+}
+
+/// A request body with its progress recorded: a buffered body goes out in chunks with its
+/// `Content-Length` kept; a streamed one is wrapped in a [`ProgressStream`]. Returns the body
+/// and the length to declare (`None`: chunked).
+pub(crate) fn tracked_body(
+    body: reqwest::Body,
+    progress: &Arc<Progress>,
+) -> (reqwest::Body, Option<u64>) {
+    match body.as_bytes() {
+        Some(bytes) => {
+            let len = bytes.len() as u64;
+            let buffered = BufferedBody::new(Bytes::copy_from_slice(bytes), Arc::clone(progress));
+            (reqwest::Body::wrap_stream(buffered), Some(len))
+        }
+        None => {
+            let stream = http_body_util::BodyDataStream::new(body);
+            (
+                reqwest::Body::wrap_stream(ProgressStream::new(stream, Arc::clone(progress))),
+                None,
+            )
+        }
+    }
+}
+
+/// A response body stream failing with [`Stall::Download`] when no chunk arrives within
+/// `idle`.
+struct IdleStream<S> {
+    inner: S,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    failed: bool,
+}
+
+impl<S, E> Stream for IdleStream<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Item = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(item) => {
+                let deadline = Instant::now() + self.idle;
+                self.timer.as_mut().reset(deadline);
+                Poll::Ready(item.map(|r| r.map_err(Into::into)))
+            }
+            Poll::Pending => match self.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    self.failed = true;
+                    let stall = Stall::Download(self.idle);
+                    Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        stall.to_string(),
+                    )))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// `response` with its body read under an idle limit: reading it (`bytes()`, `chunk()`,
+/// `bytes_stream()`, …) fails with a timeout once no bytes arrived for `idle`. Status, headers,
+/// URL and extensions are kept.
+pub(crate) fn idle_response(response: reqwest::Response, idle: Duration) -> reqwest::Response {
+    use reqwest::ResponseBuilderExt as _;
+    let url = response.url().clone();
+    let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+    // reqwest keeps the URL in a response extension that only its builder extension can set.
+    if let Ok(marker) = http::Response::builder().url(url).body(()) {
+        parts.extensions.extend(marker.into_parts().0.extensions);
+    }
+    let stream = IdleStream {
+        inner: http_body_util::BodyDataStream::new(body),
+        idle,
+        timer: Box::pin(tokio::time::sleep(idle)),
+        failed: false,
+    };
+    reqwest::Response::from(http::Response::from_parts(
+        parts,
+        reqwest::Body::wrap_stream(stream),
+    ))
+}
+
+/// Why an exchange sent with [`send_tracked`] failed.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No response (connect, TLS, protocol, a total timeout, …).
+    Transport(reqwest::Error),
+    /// A limit ran out: no progress.
+    Stalled(Stall),
+}
+
+/// Sends `request` with its body's progress recorded, failing with [`SendError::Stalled`] when
+/// the peer takes none of the body for `limits.idle` or sends no headers within
+/// `limits.response` once it is sent. The response's body is read under `limits.idle`
+/// ([`idle_response`]).
+pub(crate) async fn send_tracked(
+    request: reqwest::RequestBuilder,
+    limits: Limits,
+) -> Result<reqwest::Response, SendError> {
+    let (client, request) = request.build_split();
+    let mut request = request.map_err(SendError::Transport)?;
+    let progress = Progress::new(request.body().is_some());
+    if let Some(body) = request.body_mut().take() {
+        let (body, len) = tracked_body(body, &progress);
+        *request.body_mut() = Some(body);
+        if let Some(len) = len {
+            request
+                .headers_mut()
+                .insert(reqwest::header::CONTENT_LENGTH, len.into());
+        }
+    }
+    match guard(&progress, limits, client.execute(request)).await {
+        Err(stall) => Err(SendError::Stalled(stall)),
+        Ok(Err(e)) => Err(SendError::Transport(e)),
+        Ok(Ok(response)) => Ok(idle_response(response, limits.idle)),
+    }
+}
+
+/// Seconds from variable `var` (1..=86400) through `lookup`, or `default` when unset.
+pub(crate) fn limit_var(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    default: Duration,
+) -> Result<Duration, String> {
+    let Some(raw) = crate::config::var(lookup, var) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(secs @ 1..=86_400) => Ok(Duration::from_secs(secs)),
+        _ => Err(format!(
+            "{var}=`{raw}` is not a whole number of seconds between 1 and 86400"
+        )),
+    }
+}
+
 /// Reads a whole response body, each chunk within `idle`.
 pub(crate) async fn read_body(
     mut response: reqwest::Response,
