@@ -1253,21 +1253,33 @@ fn read_json<T: serde::de::DeserializeOwned>(
 
 /// A serde message with its quoted values and position suffix removed: serde quotes strings
 /// with `"` and other values (integers, floats, booleans: a numeric PIN or key) with backticks.
+/// Field names are kept (`missing field `url``, `unknown field …, expected one of `a`, `b``):
+/// they come from the file's schema, not from its values.
 fn strip_quoted(message: &str) -> String {
     let message = message.split(" at line ").next().unwrap_or(message);
     let mut out = String::with_capacity(message.len());
-    let mut quote: Option<char> = None;
+    let mut quote: Option<(char, bool)> = None;
     for c in message.chars() {
         match quote {
             None if c == '"' || c == '`' => {
+                let names = c == '`'
+                    && (out.ends_with("field ") || out.contains("expected one of "));
                 out.push(c);
-                out.push('…');
-                out.push(c);
-                quote = Some(c);
+                if !names {
+                    out.push('…');
+                    out.push(c);
+                }
+                quote = Some((c, names));
             }
             None => out.push(c),
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
+            Some((q, names)) if c == q => {
+                if names {
+                    out.push(c);
+                }
+                quote = None;
+            }
+            Some((_, true)) => out.push(c),
+            Some((_, false)) => {}
         }
     }
     out
@@ -1441,6 +1453,15 @@ mod tests {
         assert_eq!(
             strip_quoted("invalid type: string \"hunter2\", expected a map at line 1 column 9"),
             "invalid type: string \"…\", expected a map"
+        );
+        assert_eq!(strip_quoted("missing field `url`"), "missing field `url`");
+        assert_eq!(
+            strip_quoted("invalid value: integer `1234`, expected a string"),
+            "invalid value: integer `…`, expected a string"
+        );
+        assert_eq!(
+            strip_quoted("unknown variant `hunter2`, expected one of `a`, `b`"),
+            "unknown variant `…`, expected one of `a`, `b`"
         );
     }
 
