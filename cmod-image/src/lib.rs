@@ -2,7 +2,7 @@
 //!
 //! Foundry runs a compute module as a `linux/amd64` container with a numeric, non-root user,
 //! captures its logs through `/bin/sh` + `set` + `tee`, and reserves ports 8945 and 8946 for its
-//! sidecars (PROTOCOL §8.1, §9). This crate turns a cargo-built binary into a standard
+//! sidecars (docs/protocol.md §8.1, §9). This crate turns a cargo-built binary into a standard
 //! [OCI image layout](https://github.com/opencontainers/image-spec/blob/main/image-layout.md)
 //! that meets those requirements, with no Docker daemon and no registry access, and checks any
 //! OCI image (ours or one built from a Dockerfile) against them.

@@ -1,5 +1,5 @@
 //! Foundry's container requirements that both [`crate::build`] and [`crate::check`] use
-//! (PROTOCOL §8.1, §9). Kept apart so that checking an image never depends on building one.
+//! (docs/protocol.md §8.1, §9). Kept apart so that checking an image never depends on building one.
 
 /// The default runtime user and group id (the value Foundry's examples use).
 pub const DEFAULT_USER: u32 = 5000;
@@ -9,5 +9,5 @@ pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Directory of the entrypoint binary inside the image (also the working directory).
 pub const APP_DIR: &str = "/app";
-/// Ports reserved by Foundry's sidecars (PROTOCOL §1, §9).
+/// Ports reserved by Foundry's sidecars (docs/protocol.md §1, §9).
 pub const RESERVED_PORTS: [u16; 2] = [8945, 8946];

@@ -293,7 +293,7 @@ fn announce_functions(runtime: &LocalRuntime) {
     });
 }
 
-/// An example input object for a function schema (PROTOCOL §4): required inputs only, each
+/// An example input object for a function schema (docs/protocol.md §4): required inputs only, each
 /// with a placeholder value of its type.
 fn sample_input(function: &serde_json::Value) -> serde_json::Value {
     let mut object = serde_json::Map::new();

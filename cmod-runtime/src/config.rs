@@ -1,4 +1,4 @@
-//! Functions-mode configuration, read from the environment the platform sets (PROTOCOL §2, §3.12).
+//! Functions-mode configuration, read from the environment the platform sets (docs/protocol.md §2, §3.12).
 //!
 //! | Variable | Use |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! Service discovery: the `FOUNDRY_SERVICE_DISCOVERY_V2` YAML file (PROTOCOL §7.3).
+//! Service discovery: the `FOUNDRY_SERVICE_DISCOVERY_V2` YAML file (docs/protocol.md §7.3).
 //!
 //! Foundry mounts a YAML file mapping a service key to a list of base URLs:
 //!

@@ -1,6 +1,6 @@
 //! Logging through [`tracing`].
 //!
-//! In Foundry every record is one SLS JSON line on stdout (PROTOCOL §8.2):
+//! In Foundry every record is one SLS JSON line on stdout (docs/protocol.md §8.2):
 //!
 //! ```json
 //! {"type":"service.1","level":"INFO","time":"2026-01-02T03:04:05.123456Z","origin":"my_module::prices",

@@ -1,5 +1,5 @@
 //! Sources: the credentials and connection settings of the sources attached to the module
-//! (PROTOCOL §7.1, §7.2), and ready HTTP clients for REST sources.
+//! (docs/protocol.md §7.1, §7.2), and ready HTTP clients for REST sources.
 //!
 //! Foundry mounts two JSON files, both keyed by the source's API name:
 //!
@@ -1262,8 +1262,8 @@ fn strip_quoted(message: &str) -> String {
     for c in message.chars() {
         match quote {
             None if c == '"' || c == '`' => {
-                let names = c == '`'
-                    && (out.ends_with("field ") || out.contains("expected one of "));
+                let names =
+                    c == '`' && (out.ends_with("field ") || out.contains("expected one of "));
                 out.push(c);
                 if !names {
                     out.push('…');
@@ -1352,7 +1352,7 @@ fn secrets_map(m: BTreeMap<String, String>) -> BTreeMap<String, Secret> {
     m.into_iter().map(|(k, v)| (k, Secret::new(v))).collect()
 }
 
-/// Parses `resolvedCredentials` (PROTOCOL §7.2).
+/// Parses `resolvedCredentials` (docs/protocol.md §7.2).
 fn parse_resolved(v: &serde_json::Value) -> Result<ResolvedCredentials, String> {
     let obj = v
         .as_object()

@@ -1,4 +1,4 @@
-//! Every supported type, every wire encoding PROTOCOL §4.5 lists for it: JSON in → the Rust
+//! Every supported type, every wire encoding docs/protocol.md §4.5 lists for it: JSON in → the Rust
 //! value → JSON out, through the generated `call` of a real `#[compute_function]`. Bad payloads
 //! give `InvalidInput` errors naming the input and the path, never a panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.

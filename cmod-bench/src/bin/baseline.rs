@@ -227,7 +227,7 @@ fn compute(function: &str, query: &RawValue) -> reqwest::Body {
             .and_then(|i| serde_json::to_vec(&i.payload)),
         "count" | "count_stream" => {
             return match serde_json::from_str::<CountInput>(query.get()) {
-                // One chunk per item, no separators (PROTOCOL §3.8).
+                // One chunk per item, no separators (docs/protocol.md §3.8).
                 Ok(i) => reqwest::Body::wrap_stream(futures_util::stream::iter(
                     (0..i.n).map(|k| Ok::<_, std::io::Error>(Bytes::from(k.to_string()))),
                 )),

@@ -1,4 +1,4 @@
-//! Checking an image against Foundry's container requirements (PROTOCOL §8.1, §9).
+//! Checking an image against Foundry's container requirements (docs/protocol.md §8.1, §9).
 //!
 //! Works on any OCI image layout directory or archive — ours, `docker save` (Docker ≥ 25),
 //! `skopeo copy … oci:DIR` or `oci-archive:FILE`, buildah/podman. Every problem found is reported

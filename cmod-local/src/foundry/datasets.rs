@@ -1,6 +1,6 @@
 //! The local Foundry's dataset endpoints, backed by the [`DataStore`](super::store::DataStore).
 //!
-//! Public v2 API (under `/api`, PROTOCOL §5.3):
+//! Public v2 API (under `/api`, docs/protocol.md §5.3):
 //!
 //! | Request | What |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! The local Foundry's media-set endpoints (PROTOCOL §5.5), backed by the
+//! The local Foundry's media-set endpoints (docs/protocol.md §5.5), backed by the
 //! [`DataStore`](super::store::DataStore): items are files under
 //! `mediasets/<rid>/branches/<branch>/`.
 //!

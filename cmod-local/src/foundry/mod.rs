@@ -126,7 +126,7 @@ impl fmt::Debug for LocalClient {
 }
 
 /// A source attached to the module in local runs: written to the `SOURCE_CREDENTIALS` and
-/// `SOURCE_CONFIGURATIONS_PATH` files (PROTOCOL §7.1, §7.2). `Debug` never shows secret values.
+/// `SOURCE_CONFIGURATIONS_PATH` files (docs/protocol.md §7.1, §7.2). `Debug` never shows secret values.
 #[derive(Clone, Default)]
 pub struct LocalSource {
     /// The source's API name (the top-level key of both files).
@@ -144,7 +144,7 @@ pub struct LocalSource {
     pub source_configuration: Option<serde_json::Value>,
     /// `proxyToken`, for sources reached through an agent proxy.
     pub proxy_token: Option<String>,
-    /// `resolvedCredentials`, any JSON in the shape of PROTOCOL §7.2.
+    /// `resolvedCredentials`, any JSON in the shape of docs/protocol.md §7.2.
     pub resolved_credentials: Option<serde_json::Value>,
     /// Adds the local CA to the source's `serverCertificates` (so a client trusting only the
     /// source's certificates can reach the local echo endpoint). On by default for

@@ -2,7 +2,7 @@
 //! [`DataStore`](super::store::DataStore) (one record per line; offset = line number; one
 //! partition, `0`).
 //!
-//! High-scale API (PROTOCOL §5.4), served under both `/api` and `/stream-proxy/api`:
+//! High-scale API (docs/protocol.md §5.4), served under both `/api` and `/stream-proxy/api`:
 //!
 //! | Request | What |
 //! |---|---|

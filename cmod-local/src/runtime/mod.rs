@@ -1,4 +1,4 @@
-//! The local compute-module runtime (functions mode): the runtime side of PROTOCOL §3 over real
+//! The local compute-module runtime (functions mode): the runtime side of docs/protocol.md §3 over real
 //! HTTPS on loopback, an optional developer invoke API over plain HTTP, and a library API with
 //! fault injection for tests.
 //!
@@ -77,7 +77,7 @@ impl Default for LocalRuntimeOptions {
 }
 
 /// A job to enqueue: the function to call, its input, and the per-job context a module sees
-/// (PROTOCOL §3.3). Absent optional fields are sent as `""`.
+/// (docs/protocol.md §3.3). Absent optional fields are sent as `""`.
 #[derive(Clone, Default)]
 pub struct JobSpec {
     /// The function name (`queryType`).
@@ -343,7 +343,7 @@ impl LocalRuntime {
         })
     }
 
-    /// The environment a module process needs to talk to this runtime (PROTOCOL §2):
+    /// The environment a module process needs to talk to this runtime (docs/protocol.md §2):
     /// `GET_JOB_URI`, `POST_RESULT_URI`, `POST_SCHEMA_URI`, `RESTART_NOTIFICATION_URI` (full
     /// `https://localhost:PORT/…` URIs), `RUNTIME_HOST`, `RUNTIME_PORT`, `MODULE_AUTH_TOKEN`
     /// (path of the token file), `DEFAULT_CA_PATH` and `CONNECTIONS_TO_OTHER_PODS_CA_PATH`

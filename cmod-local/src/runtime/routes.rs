@@ -1,4 +1,4 @@
-//! The module-facing runtime API (PROTOCOL §3.1), served over HTTPS.
+//! The module-facing runtime API (docs/protocol.md §3.1), served over HTTPS.
 
 use std::sync::Arc;
 
@@ -406,7 +406,7 @@ async fn post_schemas(
             StatusCode::BAD_REQUEST,
             ROUTE,
             format!(
-                "schemas body must be a JSON array of function specs (PROTOCOL §4), got {}",
+                "schemas body must be a JSON array of function specs (docs/protocol.md §4), got {}",
                 json_kind(&value)
             ),
         );

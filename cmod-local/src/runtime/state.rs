@@ -151,7 +151,7 @@ impl Counters {
     }
 }
 
-/// A job handed out by `GET job`, ready to be serialized as the PROTOCOL §3.3 envelope.
+/// A job handed out by `GET job`, ready to be serialized as the docs/protocol.md §3.3 envelope.
 pub(crate) struct HandedOut {
     pub(crate) job_id: String,
     pub(crate) spec: Box<JobSpec>,

@@ -1,4 +1,4 @@
-//! Foundry auth modes (PROTOCOL §6): what identity a module uses when it calls Foundry.
+//! Foundry auth modes (docs/protocol.md §6): what identity a module uses when it calls Foundry.
 //!
 //! | Mode | Credentials in the container | In cmod |
 //! |---|---|---|
@@ -209,7 +209,7 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// The pipeline job token, `BUILD2_TOKEN` (PROTOCOL §6.3): the file Foundry mounts, which it may
+/// The pipeline job token, `BUILD2_TOKEN` (docs/protocol.md §6.3): the file Foundry mounts, which it may
 /// rotate while the module runs.
 ///
 /// [`PipelineToken::watch`] gives a handle that re-reads the file whenever it changes (its size,

@@ -1,4 +1,4 @@
-//! Application permissions: OAuth2 client credentials (PROTOCOL §6.1).
+//! Application permissions: OAuth2 client credentials (docs/protocol.md §6.1).
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,5 +1,5 @@
 //! The compute-module runtime client: get job, post result, post schemas, restart notification
-//! (PROTOCOL §3.1). One `reqwest` client with a connection pool, TLS trusting exactly the
+//! (docs/protocol.md §3.1). One `reqwest` client with a connection pool, TLS trusting exactly the
 //! configured CA files.
 
 use std::net::SocketAddr;
@@ -388,7 +388,7 @@ impl RuntimeClient {
             .pool_max_idle_per_host(config.max_concurrent_tasks + 2)
             .no_proxy();
         // The sidecar binds IPv4 only: resolve `localhost` to 127.0.0.1 (keeping the host name
-        // for SNI and certificate checks), as PROTOCOL §3.2 recommends.
+        // for SNI and certificate checks), as docs/protocol.md §3.2 recommends.
         for url in std::iter::once(&get_job)
             .chain(std::iter::once(&post_result_base))
             .chain(post_schema.iter())

@@ -1,4 +1,4 @@
-//! The functions-mode job loop (PROTOCOL §3): post schemas, send the restart notification
+//! The functions-mode job loop (docs/protocol.md §3): post schemas, send the restart notification
 //! ([`startup`](super::startup)), then long-poll for jobs — one poll at a time, and only while a
 //! concurrency slot is free ([`poll_loop`](super::poll_loop)) — run each job on its own task
 //! ([`job`](super::job)), and on shutdown let them finish or end them

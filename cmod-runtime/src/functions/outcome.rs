@@ -28,7 +28,7 @@ pub enum Output {
     /// One JSON value, posted as the whole result body.
     Json(Vec<u8>),
     /// A streaming result: each item is one complete JSON value, sent as one HTTP chunk with no
-    /// separators (PROTOCOL §3.8). An `Err` item ends the stream; what was sent stays sent.
+    /// separators (docs/protocol.md §3.8). An `Err` item ends the stream; what was sent stays sent.
     Stream(BoxStream<'static, Result<Vec<u8>, JobError>>),
 }
 

@@ -145,7 +145,7 @@ fn log_poll_error(e: &ClientError, connected: bool) {
         } => tracing::error!(
             "the runtime rejected this module's credentials ({e}); check the MODULE_AUTH_TOKEN file"
         ),
-        // Connection refused right after container start is expected (PROTOCOL §3.1).
+        // Connection refused right after container start is expected (docs/protocol.md §3.1).
         _ if e.is_connect() && !connected => tracing::debug!("runtime not reachable yet: {e}"),
         _ => tracing::warn!("{e}"),
     }

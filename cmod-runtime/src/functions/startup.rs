@@ -1,4 +1,4 @@
-//! Startup of the job loop: post the schemas and send the restart notification (PROTOCOL §3.1).
+//! Startup of the job loop: post the schemas and send the restart notification (docs/protocol.md §3.1).
 
 use std::time::Duration;
 

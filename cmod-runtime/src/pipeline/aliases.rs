@@ -1,4 +1,4 @@
-//! `RESOURCE_ALIAS_MAP` (PROTOCOL §5.1): alias → `{"rid", "branch"?}`.
+//! `RESOURCE_ALIAS_MAP` (docs/protocol.md §5.1): alias → `{"rid", "branch"?}`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

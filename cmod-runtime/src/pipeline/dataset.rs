@@ -1,5 +1,5 @@
 //! [`DatasetInput`] and [`DatasetOutput`]: dataset files through the public v2 API
-//! (PROTOCOL §5.3), with the legacy catalog / data-proxy endpoints as a read fallback.
+//! (docs/protocol.md §5.3), with the legacy catalog / data-proxy endpoints as a read fallback.
 
 use std::collections::BTreeMap;
 use std::fmt;

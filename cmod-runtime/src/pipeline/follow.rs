@@ -1,11 +1,11 @@
 //! Following a stream input: [`Follow`], [`FollowOptions`], [`StartPosition`].
 //!
 //! A followed stream is read batch by batch from a position that survives restarts: the
-//! platform's stream subscribers (PROTOCOL §5.4) keep the committed offsets. When the module is
+//! platform's stream subscribers (docs/protocol.md §5.4) keep the committed offsets. When the module is
 //! asked to stop (SIGTERM), the followed stream ends, so the pipeline function returns normally
 //! and its outputs are flushed; the runtime waits [`FOLLOW_SHUTDOWN_GRACE`] for that.
 //!
-//! Requests (the subscriber API is a preview API: PROTOCOL §5.4 names its operations; the bodies
+//! Requests (the subscriber API is a preview API: docs/protocol.md §5.4 names its operations; the bodies
 //! below are what cmod sends and what the local Foundry serves, not verified on a real stack):
 //!
 //! | When | Request |

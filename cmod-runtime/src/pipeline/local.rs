@@ -35,6 +35,7 @@ fn local_kind(kind: ResourceKind) -> LocalKind {
 
 /// A local Foundry prepared for one pipeline run; keep it alive while the pipeline runs.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 pub struct LocalPipeline {
     /// The running local Foundry.
     pub foundry: LocalFoundry,
@@ -45,6 +46,7 @@ pub struct LocalPipeline {
 }
 
 /// Starts a local Foundry on `data_dir` and prepares the alias map and build token of `def`.
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 pub async fn start_local(
     def: &'static PipelineDef,
     data_dir: PathBuf,

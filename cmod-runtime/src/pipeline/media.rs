@@ -1,5 +1,5 @@
 //! [`MediaSetInput`] and [`MediaSetOutput`]: media items through the public v2 media-sets API
-//! (PROTOCOL §5.5, preview endpoints).
+//! (docs/protocol.md §5.5, preview endpoints).
 
 use std::fmt;
 

@@ -1,7 +1,7 @@
 //! Pipeline mode: `#[pipeline]`, the alias map, and dataset / stream / media-set handles.
 //!
 //! In pipeline mode Foundry sends no jobs: the module reads its configured inputs and writes
-//! its outputs with the build token, so the build system tracks provenance (PROTOCOL §5).
+//! its outputs with the build token, so the build system tracks provenance (docs/protocol.md §5).
 //!
 //! ```no_run
 //! use cmod_runtime::pipeline::{DatasetInput, DatasetOutput};

@@ -1,4 +1,4 @@
-//! Foundry's function-schema type system (PROTOCOL §4): what the module posts to
+//! Foundry's function-schema type system (docs/protocol.md §4): what the module posts to
 //! `POST_SCHEMA_URI` and prints with `--print-schemas`.
 //!
 //! A [`FunctionSchema`] is built for every `#[compute_function]` from the
@@ -100,7 +100,7 @@ impl Serialize for FunctionOutput {
     }
 }
 
-/// Foundry's `DataType` union (PROTOCOL §4.3), serialized as a Conjure union:
+/// Foundry's `DataType` union (docs/protocol.md §4.3), serialized as a Conjure union:
 /// `{"type": "<variant>", "<variant>": {…}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -3,7 +3,7 @@
 //!
 //! # The mapping
 //!
-//! Inputs and outputs are described to Foundry in its `DataType` union (PROTOCOL §4.3, see
+//! Inputs and outputs are described to Foundry in its `DataType` union (docs/protocol.md §4.3, see
 //! [`DataType`](crate::schema::DataType)). The type of every parameter and of the output is
 //! converted from its [`schemars::JsonSchema`], so any type that derives `JsonSchema` (plus
 //! `serde::Deserialize` for inputs, `serde::Serialize` for outputs) works as long as its shape
@@ -30,7 +30,7 @@
 //! | a struct (`#[derive(JsonSchema)]`) | `anonymousCustomType` with `fieldMetadata` | object |
 //! | `()` (output only, also `Result<(), E>`) | `string` (as the Python SDK) | `null` |
 //!
-//! - **Map keys** must be of a type Foundry allows as a key (PROTOCOL §4.3): strings
+//! - **Map keys** must be of a type Foundry allows as a key (docs/protocol.md §4.3): strings
 //!   (`String`, `&str`, `char`), `bool`, the integer types above, floats, decimals, dates,
 //!   timestamps and [`Binary`]. JSON object keys are always strings on the wire: each is parsed
 //!   with the key type and written back in that type's encoding (a [`Timestamp`] key also takes

@@ -45,7 +45,7 @@ impl<T: JsonSchema + ?Sized> InputSchema for T {}
 /// Checks one input type (generated once per input, at its type).
 pub fn assert_input<T: InputDeserialize + InputSchema>() {}
 
-/// A key type Foundry allows in a `map` (PROTOCOL §4.3): strings, integers up to 64 bits,
+/// A key type Foundry allows in a `map` (docs/protocol.md §4.3): strings, integers up to 64 bits,
 /// booleans, floats, decimals, dates, timestamps and binary.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the key type of a map in a `#[compute_function]`",

@@ -1,4 +1,4 @@
-//! The seed document's stream-proxy endpoints (PROTOCOL §5.4), used where the high-scale API is
+//! The seed document's stream-proxy endpoints (docs/protocol.md §5.4), used where the high-scale API is
 //! unavailable (it answers 404, 405 or 501):
 //!
 //! * `GET {stream_proxy}/streams/{rid}/branches/{branch}/records`: the stream's records. The

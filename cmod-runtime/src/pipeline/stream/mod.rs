@@ -1,5 +1,5 @@
 //! [`StreamInput`] and [`StreamOutput`]: typed stream records through Foundry's high-scale
-//! streams API (PROTOCOL §5.4) on the stream proxy:
+//! streams API (docs/protocol.md §5.4) on the stream proxy:
 //! `…/v2/highScale/streams/datasets/{rid}/streams/{branch}/{getEndOffsets,getRecords,publishRecords}`.
 //!
 //! That API was chosen over the legacy `jsonRecord` endpoint because it reads from an offset in
