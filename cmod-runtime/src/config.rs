@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::secret::{Secret, shown_url};
+use crate::secret::Secret;
+use crate::transport::shown_url;
 
 /// The variable bounding the jobs in flight at once.
 pub(crate) const MAX_CONCURRENT_TASKS_VAR: &str = "MAX_CONCURRENT_TASKS";

@@ -45,13 +45,12 @@
 //! `errorInstanceId`, `parameters`) and never the token.
 
 use std::fmt;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -62,7 +61,11 @@ use crate::context::Context;
 pub use crate::discovery::Service;
 use crate::discovery::ServiceDiscovery;
 use crate::secret::Secret;
-use crate::transport::watchdog::{self, Limits, SendError};
+use crate::transport::watchdog::{Limits, SendError};
+pub use crate::transport::{RetryPolicy, Timeouts};
+use crate::transport::{
+    describe_reqwest_error, describe_send_error, platform_client, send_with_retry, shown,
+};
 
 /// The variable holding the Foundry stack hostname (set with "Add Foundry URL").
 pub const FOUNDRY_URL_VAR: &str = "FOUNDRY_URL";
@@ -71,271 +74,6 @@ pub const FOUNDRY_URL_VAR: &str = "FOUNDRY_URL";
 pub const IDLE_TIMEOUT_VAR: &str = "CMOD_FOUNDRY_IDLE_TIMEOUT_SECS";
 /// The variable overriding [`Timeouts::response`] of Foundry clients, in seconds.
 pub const RESPONSE_TIMEOUT_VAR: &str = "CMOD_FOUNDRY_RESPONSE_TIMEOUT_SECS";
-
-/// Network timeouts of a client. None of them caps a transfer that keeps making progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Time to establish a connection (TCP + TLS).
-    pub connect: Duration,
-    /// Longest wait for the response headers once the request body was sent.
-    pub response: Duration,
-    /// Longest time without progress: the server taking none of the request body, or sending
-    /// none of the response body.
-    pub idle: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(10),
-            response: Duration::from_secs(60),
-            idle: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Timeouts {
-    pub(crate) fn limits(&self) -> Limits {
-        Limits {
-            idle: self.idle,
-            response: self.response,
-        }
-    }
-
-    /// The defaults, with `response` and `idle` overridden by `response_var` / `idle_var`.
-    pub(crate) fn from_lookup(
-        lookup: &dyn Fn(&str) -> Option<String>,
-        defaults: Timeouts,
-        idle_var: &str,
-        response_var: &str,
-    ) -> Result<Timeouts, String> {
-        Ok(Timeouts {
-            connect: defaults.connect,
-            idle: watchdog::limit_var(lookup, idle_var, defaults.idle)?,
-            response: watchdog::limit_var(lookup, response_var, defaults.response)?,
-        })
-    }
-}
-
-/// Retries of transient failures: connect errors, HTTP 429/502/503/504, and timeouts of
-/// idempotent requests. The wait doubles from `initial_backoff` up to `max_backoff`; a
-/// `Retry-After` header (in seconds) is honoured up to `max_backoff`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (0 disables retries).
-    pub max_retries: u32,
-    /// The first wait.
-    pub initial_backoff: Duration,
-    /// The longest wait.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: 4,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(3),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.min(16));
-        self.initial_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
-    }
-}
-
-/// Whether a status is worth retrying.
-fn retryable_status(status: reqwest::StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 502 | 503 | 504)
-}
-
-/// Sends the request built by `build` under the idle `limits` ([`watchdog::send_tracked`]),
-/// retrying transient failures per `policy`. Returns the last response when retries run out on
-/// a retryable status.
-pub(crate) async fn send_with_retry(
-    policy: &RetryPolicy,
-    limits: Limits,
-    idempotent: bool,
-    what: &str,
-    build: impl Fn() -> reqwest::RequestBuilder,
-) -> Result<reqwest::Response, SendError> {
-    let mut attempt = 0u32;
-    loop {
-        let result = watchdog::send_tracked(build(), limits).await;
-        let wait = match &result {
-            Ok(r) if retryable_status(r.status()) && attempt < policy.max_retries => {
-                let retry_after = r
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                tracing::debug!(
-                    status = r.status().as_u16(),
-                    attempt = attempt + 1,
-                    "{what}: transient HTTP status, retrying"
-                );
-                retry_after
-                    .map(|d| d.min(policy.max_backoff))
-                    .unwrap_or_else(|| policy.backoff(attempt))
-            }
-            Err(SendError::Transport(e))
-                if attempt < policy.max_retries
-                    && (e.is_connect() || (idempotent && e.is_timeout())) =>
-            {
-                tracing::debug!(
-                    attempt = attempt + 1,
-                    error = %describe_reqwest_error(e),
-                    "{what}: transient error, retrying"
-                );
-                policy.backoff(attempt)
-            }
-            Err(SendError::Stalled(stall)) if attempt < policy.max_retries && idempotent => {
-                tracing::debug!(
-                    attempt = attempt + 1,
-                    error = %stall,
-                    "{what}: timed out, retrying"
-                );
-                policy.backoff(attempt)
-            }
-            _ => return result,
-        };
-        tokio::time::sleep(wait).await;
-        attempt += 1;
-    }
-}
-
-/// A failed [`send_with_retry`], described without the URL.
-pub(crate) fn describe_send_error(e: &SendError) -> String {
-    match e {
-        SendError::Transport(e) => describe_reqwest_error(e),
-        SendError::Stalled(stall) => stall.to_string(),
-    }
-}
-
-/// The redirect policy of every client carrying a Foundry credential: follow a redirect only
-/// to the same origin (scheme, host, port) over HTTPS, at most 5 times; any other is not
-/// followed (the 3xx is the answer), so neither the token nor a client secret in a form body
-/// leaves the configured services.
-pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let same_origin = attempt
-            .previous()
-            .first()
-            .is_some_and(|first| first.origin() == attempt.url().origin())
-            && attempt.url().scheme() == "https";
-        if !same_origin {
-            attempt.stop()
-        } else if attempt.previous().len() > 5 {
-            attempt.error("more than 5 redirects")
-        } else {
-            attempt.follow()
-        }
-    })
-}
-
-/// A reqwest error with its causes, without the URL (whose query could hold a source's secret
-/// parameters).
-pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_connect() {
-        "connection failed"
-    } else if e.is_timeout() {
-        "timed out"
-    } else if e.is_decode() || e.is_body() {
-        "reading the response failed"
-    } else {
-        "request failed"
-    };
-    let mut msg = kind.to_owned();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
-}
-
-/// A rustls client configuration (ring) trusting the public web roots plus `extra_roots`, with
-/// an optional client certificate.
-pub(crate) fn tls_config(
-    extra_roots: &[CertificateDer<'static>],
-    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in extra_roots {
-        roots
-            .add(cert.clone())
-            .map_err(|e| format!("invalid CA certificate: {e}"))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(roots);
-    let mut config = match client_auth {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| format!("invalid client certificate or key: {e}"))?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-/// A reqwest client builder with [`tls_config`], the connect timeout of `timeouts` (the idle
-/// and response limits are enforced per exchange: [`watchdog::send_tracked`]; reqwest's
-/// `read_timeout` would cap every upload), [`same_origin_redirects`] and no `Referer`.
-pub(crate) fn http_client_builder(
-    extra_roots: &[CertificateDer<'static>],
-    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-    timeouts: Timeouts,
-) -> Result<reqwest::ClientBuilder, String> {
-    let tls = tls_config(extra_roots, client_auth)?;
-    Ok(reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .connect_timeout(timeouts.connect)
-        .redirect(same_origin_redirects())
-        .referer(false)
-        .pool_idle_timeout(Duration::from_secs(50))
-        .user_agent(concat!("cmod/", env!("CARGO_PKG_VERSION"))))
-}
-
-/// [`http_client_builder`], built.
-pub(crate) fn http_client(
-    extra_roots: &[CertificateDer<'static>],
-    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-    timeouts: Timeouts,
-) -> Result<reqwest::Client, String> {
-    http_client_builder(extra_roots, client_auth, timeouts)?
-        .build()
-        .map_err(|e| {
-            format!(
-                "building the HTTP client failed: {}",
-                describe_reqwest_error(&e)
-            )
-        })
-}
-
-/// The certificates of `DEFAULT_CA_PATH`, when set.
-pub(crate) fn default_ca_certs(
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<CertificateDer<'static>>, AuthError> {
-    match crate::config::var(lookup, "DEFAULT_CA_PATH") {
-        None => Ok(Vec::new()),
-        Some(path) => crate::config::read_ca_file("DEFAULT_CA_PATH", Path::new(path.trim()))
-            .map(|ca| ca.certs)
-            .map_err(|p| AuthError::Config {
-                message: format!("{}: {}", p.var, p.message),
-            }),
-    }
-}
 
 /// A Foundry API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -419,14 +157,6 @@ impl FoundryError {
             message: describe_reqwest_error(e),
         }
     }
-}
-
-/// A URL without its query, as errors and logs show it (the query may carry parameters that
-/// do not belong there).
-pub(crate) fn without_query(url: &reqwest::Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.to_string()
 }
 
 /// An error answer from Foundry: the HTTP status and Foundry's JSON error body
@@ -1002,7 +732,7 @@ impl FoundryRequest {
             return Err(FoundryError::InvalidRequest(e));
         }
         let url = self.url()?;
-        let shown = without_query(&url);
+        let shown = shown(&url);
         let method_name = self.method.as_str().to_owned();
         let idempotent = matches!(
             self.method,
@@ -1090,7 +820,7 @@ impl FoundryRequest {
     pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, FoundryError> {
         let method = self.method.as_str().to_owned();
         let response = self.send().await?;
-        let url = without_query(response.url());
+        let url = shown(response.url());
         let bytes = response
             .bytes()
             .await
@@ -1107,7 +837,7 @@ impl FoundryRequest {
     pub async fn send_bytes(self) -> Result<Bytes, FoundryError> {
         let method = self.method.as_str().to_owned();
         let response = self.send().await?;
-        let url = without_query(response.url());
+        let url = shown(response.url());
         response
             .bytes()
             .await
@@ -1156,14 +886,14 @@ impl fmt::Debug for FoundryClientBuilder {
         f.debug_struct("FoundryClientBuilder")
             .field(
                 "foundry_url",
-                &self.foundry_url.as_deref().map(crate::secret::shown_url),
+                &self.foundry_url.as_deref().map(crate::transport::shown_url),
             )
             .field(
                 "service_urls",
                 &self
                     .service_urls
                     .iter()
-                    .map(|(s, u)| (s, crate::secret::shown_url(u)))
+                    .map(|(s, u)| (s, crate::transport::shown_url(u)))
                     .collect::<Vec<_>>(),
             )
             .field("scopes", &self.scopes)
@@ -1242,7 +972,8 @@ impl FoundryClientBuilder {
         self,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<FoundryClient, AuthError> {
-        let mut roots = default_ca_certs(lookup)?;
+        let mut roots = crate::transport::default_ca_certs(lookup)
+            .map_err(|message| AuthError::Config { message })?;
         roots.extend(self.extra_roots.iter().cloned());
         let timeouts = match self.timeouts {
             Some(t) => t,
@@ -1254,8 +985,8 @@ impl FoundryClientBuilder {
             )
             .map_err(|message| AuthError::Config { message })?,
         };
-        let http =
-            http_client(&roots, None, timeouts).map_err(|message| AuthError::Config { message })?;
+        let http = platform_client(&roots, None, timeouts)
+            .map_err(|message| AuthError::Config { message })?;
         let urls = self.resolve_urls(lookup)?;
 
         let credentials = match self.credentials {
@@ -1546,13 +1277,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("host `evil.example.com`"), "{err}");
-    }
-
-    #[test]
-    fn backoff_is_capped() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.backoff(0), Duration::from_millis(100));
-        assert_eq!(p.backoff(1), Duration::from_millis(200));
-        assert_eq!(p.backoff(30), p.max_backoff);
     }
 }

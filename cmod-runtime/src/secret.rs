@@ -49,31 +49,6 @@ impl From<&str> for Secret {
     }
 }
 
-/// `url` as `Debug` output, logs and errors may show it: without query string, fragment, user
-/// name or password (any of them may hold a credential). A value that is not a URL is cut at
-/// its first `?` or `#` and after its last `@`.
-pub(crate) fn shown_url(url: &str) -> String {
-    match reqwest::Url::parse(url.trim()) {
-        Ok(mut u) => {
-            u.set_query(None);
-            u.set_fragment(None);
-            let _ = u.set_password(None);
-            let _ = u.set_username("");
-            u.to_string()
-        }
-        Err(_) => {
-            let cut = url.split(['?', '#']).next().unwrap_or_default();
-            match cut.rsplit_once('@') {
-                Some((before, after)) => match before.split_once("://") {
-                    Some((scheme, _)) => format!("{scheme}://{after}"),
-                    None => after.to_owned(),
-                },
-                None => cut.to_owned(),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,7 @@ use serde::Deserialize;
 use crate::context::Context;
 use crate::secret::Secret;
 use crate::transport::watchdog::{self, Limits, SendError};
+use crate::transport::{describe_reqwest_error, scrub_error, scrub_response, shown};
 
 /// The variable naming the secrets file.
 pub const SOURCE_CREDENTIALS_VAR: &str = "SOURCE_CREDENTIALS";
@@ -151,7 +152,7 @@ pub struct HttpConnectionConfig {
 impl fmt::Debug for HttpConnectionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Without query string or user info: either may hold a credential.
-        let url = crate::secret::shown_url(&self.url);
+        let url = crate::transport::shown_url(&self.url);
         f.debug_struct("HttpConnectionConfig")
             .field("url", &url)
             .field(
@@ -362,12 +363,12 @@ impl Source {
             message,
         };
         let base = reqwest::Url::parse(conn.url.trim()).map_err(|e| {
-            // Without its query: it could carry a credential.
-            let shown = conn.url.split('?').next().unwrap_or_default();
+            // Without its query or user info: they could carry a credential.
+            let shown = crate::transport::shown_url(&conn.url);
             err(format!("invalid connection URL `{shown}`: {e}"))
         })?;
 
-        let mut roots = crate::foundry::default_ca_certs(lookup).map_err(|e| err(e.to_string()))?;
+        let mut roots = crate::transport::default_ca_certs(lookup).map_err(err)?;
         for (name, pem) in &self.server_certificates {
             let certs: Vec<CertificateDer<'static>> =
                 CertificateDer::pem_slice_iter(pem.as_bytes())
@@ -407,7 +408,7 @@ impl Source {
             auth_names.push(n.clone());
             headers.insert(n, v);
         }
-        let timeouts = crate::foundry::Timeouts::from_lookup(
+        let timeouts = crate::transport::Timeouts::from_lookup(
             lookup,
             SOURCE_TIMEOUTS,
             SOURCE_IDLE_TIMEOUT_VAR,
@@ -436,7 +437,7 @@ impl Source {
                 .as_ref()
                 .map(|(chain, key)| (chain.clone(), key.clone_key()));
             // Redirects are followed by `SourceRequest::send`, which knows what to strip.
-            let mut builder = crate::foundry::http_client_builder(&roots, auth, timeouts)
+            let mut builder = crate::transport::platform_client_builder(&roots, auth, timeouts)
                 .map_err(err)?
                 .redirect(reqwest::redirect::Policy::none());
             if let Some(proxy) = &proxy {
@@ -445,9 +446,7 @@ impl Source {
             if let Some(h) = default_headers {
                 builder = builder.default_headers(h);
             }
-            builder
-                .build()
-                .map_err(|e| err(crate::foundry::describe_reqwest_error(&e)))
+            builder.build().map_err(|e| err(describe_reqwest_error(&e)))
         };
         let plain = client(None)?;
         let http = client(Some(headers.clone()))?;
@@ -502,7 +501,7 @@ pub struct SourceClient {
 }
 
 /// Default timeouts of source clients.
-const SOURCE_TIMEOUTS: crate::foundry::Timeouts = crate::foundry::Timeouts {
+const SOURCE_TIMEOUTS: crate::transport::Timeouts = crate::transport::Timeouts {
     connect: Duration::from_secs(10),
     response: Duration::from_secs(60),
     idle: Duration::from_secs(30),
@@ -575,50 +574,15 @@ impl fmt::Debug for SourceClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SourceClient")
             .field("api_name", &self.api_name)
-            .field("base_url", &shown_url(&self.base))
+            .field("base_url", &shown(&self.base))
             .finish_non_exhaustive()
     }
-}
-
-/// `url` as errors and logs may show it: without query string, user name or password.
-fn shown_url(url: &reqwest::Url) -> String {
-    scrubbed(url.clone()).to_string()
-}
-
-fn scrubbed(mut url: reqwest::Url) -> reqwest::Url {
-    url.set_query(None);
-    url.set_fragment(None);
-    // Fails only for URLs that cannot have credentials anyway.
-    let _ = url.set_password(None);
-    let _ = url.set_username("");
-    url
-}
-
-/// A reqwest error with its URL scrubbed ([`shown_url`]).
-fn scrub_error(mut e: reqwest::Error) -> reqwest::Error {
-    if let Some(url) = e.url_mut() {
-        *url = scrubbed(url.clone());
-    }
-    e
-}
-
-/// `response` with its URL scrubbed ([`shown_url`]), so `Response::url` and
-/// `Response::error_for_status` cannot reveal the connection's query parameters.
-fn scrub_response(response: reqwest::Response) -> reqwest::Response {
-    use reqwest::ResponseBuilderExt as _;
-    let url = scrubbed(response.url().clone());
-    let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
-    // reqwest keeps the URL in a response extension that only its builder extension can set.
-    if let Ok(marker) = http::Response::builder().url(url).body(()) {
-        parts.extensions.extend(marker.into_parts().0.extensions);
-    }
-    reqwest::Response::from(http::Response::from_parts(parts, body))
 }
 
 impl SourceClient {
     /// The connection's base URL (without query string or user info).
     pub fn base_url(&self) -> String {
-        shown_url(&self.base)
+        shown(&self.base)
     }
 
     /// The underlying client (auth headers and TLS configured, no base URL). It follows no
@@ -656,7 +620,7 @@ impl SourceClient {
         SourceRequest {
             api_name: self.api_name.clone(),
             method: method.clone(),
-            shown: shown_url(&url),
+            shown: shown(&url),
             origin: self.base.origin().ascii_serialization(),
             inner: self
                 .plain
@@ -822,17 +786,12 @@ impl SourceRequest {
         let (client, request) = self.inner.build_split();
         let mut request = request.map_err(|e| {
             let e = scrub_error(e);
-            fail(
-                &self.shown,
-                crate::foundry::describe_reqwest_error(&e),
-                false,
-                Some(e),
-            )
+            fail(&self.shown, describe_reqwest_error(&e), false, Some(e))
         })?;
         self.credentials.let_request_override(request.headers_mut());
         let mut hops = 0usize;
         loop {
-            let shown = shown_url(request.url());
+            let here = shown(request.url());
             let replay = request.try_clone();
             let (method, url) = (request.method().clone(), request.url().clone());
             let (headers, timeout) = (request.headers().clone(), request.timeout().copied());
@@ -840,12 +799,12 @@ impl SourceRequest {
             let response = match watchdog::send_tracked(builder, self.limits).await {
                 Ok(r) => r,
                 Err(SendError::Stalled(stall)) => {
-                    return Err(fail(&shown, stall.to_string(), true, None));
+                    return Err(fail(&here, stall.to_string(), true, None));
                 }
                 Err(SendError::Transport(e)) => {
                     let e = scrub_error(e);
-                    let message = crate::foundry::describe_reqwest_error(&e);
-                    return Err(fail(&shown, message, false, Some(e)));
+                    let message = describe_reqwest_error(&e);
+                    return Err(fail(&here, message, false, Some(e)));
                 }
             };
             let status = response.status().as_u16();
@@ -860,7 +819,7 @@ impl SourceRequest {
             };
             if hops >= MAX_REDIRECTS {
                 return Err(fail(
-                    &shown,
+                    &here,
                     format!("more than {MAX_REDIRECTS} redirects"),
                     false,
                     None,
@@ -903,7 +862,7 @@ impl SourceRequest {
             tracing::debug!(
                 source = %self.api_name,
                 status,
-                to = %shown_url(&location),
+                to = %shown(&location),
                 "source request redirected"
             );
             drop(response);
@@ -1495,7 +1454,8 @@ mod tests {
     #[test]
     fn url_joins_paths_and_appends_query_parameters() {
         let http =
-            crate::foundry::http_client(&[], None, crate::foundry::Timeouts::default()).unwrap();
+            crate::transport::platform_client(&[], None, crate::transport::Timeouts::default())
+                .unwrap();
         let client = SourceClient {
             api_name: "A".to_owned(),
             http: http.clone(),

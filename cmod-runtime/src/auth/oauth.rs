@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::AuthError;
-use crate::foundry::{RetryPolicy, send_with_retry};
+use crate::foundry::RetryPolicy;
 use crate::secret::Secret;
+use crate::transport::send_with_retry;
 
 /// Token lifetime assumed when the token endpoint omits `expires_in`.
 const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(1800);
@@ -181,12 +182,12 @@ impl AppTokenProvider {
                 .form(&form)
         })
         .await
-        .map_err(|e| request_error(crate::foundry::describe_send_error(&e)))?;
+        .map_err(|e| request_error(crate::transport::describe_send_error(&e)))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|e| request_error(crate::foundry::describe_reqwest_error(&e)))?;
+            .map_err(|e| request_error(crate::transport::describe_reqwest_error(&e)))?;
         if !status.is_success() {
             let error_name = error_name(&body);
             tracing::warn!(
@@ -383,7 +384,8 @@ mod tests {
     #[test]
     fn debug_shows_the_client_id_only() {
         let p = AppTokenProvider::new(
-            crate::foundry::http_client(&[], None, crate::foundry::Timeouts::default()).unwrap(),
+            crate::transport::platform_client(&[], None, crate::foundry::Timeouts::default())
+                .unwrap(),
             "https://h/multipass/api/",
             "my-app",
             Secret::new("planted-secret"),

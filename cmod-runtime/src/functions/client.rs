@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use crate::config::RuntimeConfig;
 use crate::functions::outcome::{ErrorKind, JobError, Output};
 use crate::transport::watchdog::{self, BodyError, BufferedBody, Limits, Progress};
+use crate::transport::{self, Trust, describe_reqwest_error};
 
 /// Header carrying the module auth token.
 const AUTH_HEADER: &str = "Module-Auth-Token";
@@ -104,7 +105,7 @@ impl ClientError {
     fn transport(during: &'static str, e: &reqwest::Error) -> Self {
         ClientError::Transport {
             during,
-            message: describe(e),
+            message: describe_reqwest_error(e),
             connect: e.is_connect(),
         }
     }
@@ -123,32 +124,6 @@ impl ClientError {
             BodyError::Transport(e) => Self::transport(during, &e),
         }
     }
-}
-
-/// Renders a reqwest error as its kind plus its causes (the TLS reason is in the source chain).
-fn describe(e: &reqwest::Error) -> String {
-    let mut out = if e.is_connect() {
-        "connection failed"
-    } else if e.is_timeout() {
-        "timed out"
-    } else if e.is_body() {
-        "request or response body failed"
-    } else if e.is_decode() {
-        "response could not be decoded"
-    } else {
-        "request failed"
-    }
-    .to_owned();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// One job handed out by the runtime.
@@ -301,38 +276,6 @@ impl std::fmt::Debug for RuntimeClient {
     }
 }
 
-/// Builds a rustls client configuration trusting exactly `certs` (ring provider).
-pub(crate) fn tls_config(
-    certs: impl IntoIterator<Item = rustls_pki_types::CertificateDer<'static>>,
-) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| format!("invalid CA certificate: {e}"))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
-}
-
-/// A whole number of seconds between 1 and one day from `var`, or `default`.
-fn limit_from_env(var: &str, default: Duration) -> Result<Duration, crate::Error> {
-    let Some(raw) = crate::env::var(var) else {
-        return Ok(default);
-    };
-    match raw.trim().parse::<u64>() {
-        Ok(secs @ 1..=86_400) => Ok(Duration::from_secs(secs)),
-        _ => Err(crate::Error::Runtime(format!(
-            "{var}=`{raw}` is not a whole number of seconds between 1 and 86400"
-        ))),
-    }
-}
-
 impl RuntimeClient {
     pub(crate) fn new(config: &RuntimeConfig) -> Result<Self, crate::Error> {
         let parse = |what: &str, s: &str| {
@@ -362,28 +305,27 @@ impl RuntimeClient {
             segments.pop_if_empty();
         }
         let limits = Limits {
-            idle: limit_from_env(IDLE_TIMEOUT_VAR, DEFAULT_IDLE_TIMEOUT)?,
-            response: limit_from_env(RESPONSE_TIMEOUT_VAR, DEFAULT_RESPONSE_TIMEOUT)?,
+            idle: watchdog::limit_var(crate::env::lookup(), IDLE_TIMEOUT_VAR, DEFAULT_IDLE_TIMEOUT)
+                .map_err(crate::Error::Runtime)?,
+            response: watchdog::limit_var(
+                crate::env::lookup(),
+                RESPONSE_TIMEOUT_VAR,
+                DEFAULT_RESPONSE_TIMEOUT,
+            )
+            .map_err(crate::Error::Runtime)?,
         };
 
-        let tls = tls_config(
-            config
-                .trusted_cas
-                .iter()
-                .flat_map(|ca| ca.certs.iter().cloned()),
-        )
-        .map_err(crate::Error::Runtime)?;
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+        let cas: Vec<_> = config
+            .trusted_cas
+            .iter()
+            .flat_map(|ca| ca.certs.iter().cloned())
+            .collect();
+        // The runtime never redirects: the transport's builder follows none, as following one
+        // would send the module auth token (and the result) to wherever it points.
+        let mut builder = transport::client_builder(Trust::Only(&cas), None, CONNECT_TIMEOUT)
+            .map_err(crate::Error::Runtime)?
             .http1_only()
             .tcp_nodelay(true)
-            .connect_timeout(CONNECT_TIMEOUT)
-            // No `read_timeout`: its timer would run through a whole result upload. Idle and
-            // response limits are enforced per exchange (`watchdog`).
-            // The runtime never redirects; following one would send the module auth token
-            // (and the result) to wherever the redirect points.
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(config.max_concurrent_tasks + 2)
             .no_proxy();
@@ -400,7 +342,10 @@ impl RuntimeClient {
             }
         }
         let http = builder.build().map_err(|e| {
-            crate::Error::Runtime(format!("cannot build HTTP client: {}", describe(&e)))
+            crate::Error::Runtime(format!(
+                "cannot build HTTP client: {}",
+                describe_reqwest_error(&e)
+            ))
         })?;
         let token = match &config.module_auth_token {
             Some(t) => {

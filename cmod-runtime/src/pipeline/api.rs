@@ -9,9 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::{PipelineError, ResourceRef};
 use crate::auth::Credentials;
-use crate::foundry::{
-    ApiError, FoundryClient, FoundryError, FoundryRequest, Method, Service, without_query,
-};
+use crate::foundry::{ApiError, FoundryClient, FoundryError, FoundryRequest, Method, Service};
 
 /// A resource-scoped view of the Foundry client.
 #[derive(Clone)]
@@ -105,7 +103,7 @@ impl Api {
             .send()
             .await
             .map_err(|e| foundry(resource, &op, e))?;
-        let url = without_query(response.url());
+        let url = crate::transport::shown(response.url());
         let resource = resource.clone();
         Ok(response
             .bytes_stream()
@@ -137,7 +135,7 @@ impl Api {
             )))
         })?;
         url.query_pairs_mut().extend_pairs(query);
-        let shown = without_query(&url);
+        let shown = crate::transport::shown(&url);
         let auth = self
             .client
             .authorization()

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-/// Capped exponential backoff: `initial`, doubling, never above `max`.
+/// Capped exponential backoff: `initial`, doubling, never above `max` (not even the first
+/// wait).
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
     initial: Duration,
@@ -12,6 +13,7 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(initial: Duration, max: Duration) -> Self {
+        let initial = initial.min(max);
         Self {
             initial,
             max,
@@ -21,7 +23,7 @@ impl Backoff {
 
     pub(crate) fn next_delay(&mut self) -> Duration {
         let d = self.next;
-        self.next = (self.next * 2).min(self.max);
+        self.next = self.next.saturating_mul(2).min(self.max);
         d
     }
 
@@ -41,5 +43,14 @@ mod tests {
         assert_eq!(got, vec![100, 200, 350, 350, 350]);
         b.reset();
         assert_eq!(b.next_delay().as_millis(), 100);
+    }
+
+    #[test]
+    fn backoff_never_exceeds_max_nor_overflows() {
+        let mut b = Backoff::new(Duration::from_secs(10), Duration::from_secs(3));
+        assert_eq!(b.next_delay(), Duration::from_secs(3));
+        let mut b = Backoff::new(Duration::MAX, Duration::MAX);
+        assert_eq!(b.next_delay(), Duration::MAX);
+        assert_eq!(b.next_delay(), Duration::MAX);
     }
 }
