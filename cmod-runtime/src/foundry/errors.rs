@@ -41,7 +41,7 @@ pub enum FoundryError {
     #[error("invalid Foundry request: {0}")]
     InvalidRequest(String),
     /// An absolute URL on a host that is not one of the configured Foundry services: the
-    /// credential is not sent there (see [`FoundryRequest::allow_any_origin`]).
+    /// credential is not sent there (see [`FoundryRequest::allow_any_origin`](super::FoundryRequest::allow_any_origin)).
     #[error(
         "refusing to send the Foundry credential to {origin} (host `{host}`): it is not one of \
          the configured Foundry services ({}); pass a path on the API gateway, or call \
