@@ -154,19 +154,20 @@ fn retryable_status(status: reqwest::StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
-/// Sends the request built by `build` under the idle `limits` ([`watchdog::send_tracked`]),
-/// retrying transient failures per `policy`. Returns the last response when retries run out on
+/// Sends the request built by `build` (with `body`, shared between attempts, when given) under
+/// the idle `limits` ([`watchdog::send_tracked`]), retrying transient failures per `policy`. Returns the last response when retries run out on
 /// a retryable status.
 pub(crate) async fn send_with_retry(
     policy: &RetryPolicy,
     limits: Limits,
     idempotent: bool,
     what: &str,
+    body: Option<&Bytes>,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, SendError> {
     let mut attempt = 0u32;
     loop {
-        let result = watchdog::send_tracked(build(), limits).await;
+        let result = watchdog::send_tracked_with(build(), body.cloned(), limits).await;
         let wait = match &result {
             Ok(r) if retryable_status(r.status()) && attempt < policy.max_retries => {
                 let retry_after = r
@@ -1034,6 +1035,7 @@ impl FoundryRequest {
                 limits,
                 idempotent,
                 "Foundry request",
+                self.body.as_ref().map(|(bytes, _)| bytes),
                 || {
                     let mut req = client
                         .shared
@@ -1043,8 +1045,8 @@ impl FoundryRequest {
                     for (n, v) in &self.headers {
                         req = req.header(n, v);
                     }
-                    if let Some((body, ct)) = &self.body {
-                        req = req.header(CONTENT_TYPE, ct.clone()).body(body.clone());
+                    if let Some((_, ct)) = &self.body {
+                        req = req.header(CONTENT_TYPE, ct.clone());
                     }
                     if let Some(t) = self.timeout {
                         req = req.timeout(t);
