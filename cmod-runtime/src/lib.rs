@@ -43,6 +43,30 @@
 //! * **Local runs**: `CMOD_LOCAL=1` (or `--local`) runs the module on `cmod-local`'s embedded
 //!   runtime and local Foundry, over real TLS. It is never started implicitly.
 //!
+//! # Public API map
+//!
+//! One line per item a user touches; everything else is private.
+//!
+//! | Item | For |
+//! |---|---|
+//! | [`compute_function`], [`pipeline`](macro@pipeline) | the two entry-point attributes |
+//! | [`run`], [`shutdown_signal`], [`print_schemas`] | `main`: pick the mode and serve |
+//! | [`Context`], [`ContextBuilder`] | a job's id, user token, cancellation (`Context::for_test` in tests) |
+//! | [`Error`], [`Result`] | what stops a module |
+//! | [`JobError`], [`ErrorKind`] | a job's error result on the wire |
+//! | [`Registry`], [`RegistryBuilder`], [`FunctionDef`], [`function!`] | the linked functions; schemas in tests |
+//! | [`FunctionsRuntime`], [`RuntimeConfig`], [`config`] | running the job loop by hand |
+//! | [`Output`], [`JobInput`], [`JobFuture`], [`RegistryError`], [`DEFAULT_GRACE_PERIOD`], [`GRACE_PERIOD_VAR`] | the job loop's types and settings |
+//! | [`mod@pipeline`]: [`DatasetInput`], [`DatasetOutput`], [`StreamInput`], [`StreamOutput`], [`MediaSetInput`], [`MediaSetOutput`], `Follow`, `FollowOptions`, `PipelineError` | pipeline-mode handles |
+//! | [`FoundryClient`], [`FoundryError`], [`mod@foundry`] | calling Foundry APIs |
+//! | [`auth`] | the auth modes (`Credentials`, `PipelineToken`, `AppTokenProvider`) |
+//! | [`Sources`], [`Source`], [`sources`] | sources and their credentials |
+//! | [`discovery`] | service discovery |
+//! | [`schema`], [`types`] | Foundry's type system: `DataType`, `Date`, `Timestamp`, `Decimal`, `Binary` |
+//! | [`logging`] | `SlsLayer` to compose your own subscriber |
+//! | [`Secret`] | a redacted secret value |
+//! | [`serde`], [`schemars`], [`serde_json`], [`tracing`], [`Stream`], [`StreamExt`], [`stream`] | what user code needs, re-exported (one dependency) |
+//!
 //! # Features
 //!
 //! * `local` (default): the embedded local runtime. Build production images with

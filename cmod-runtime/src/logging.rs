@@ -135,6 +135,7 @@ const FRAMEWORK_SAFE: &[&str] = &[
     "attempt",
     "status",
     "error_kind",
+    "signal",
 ];
 
 /// Whether `target` is the framework's own (its fields are known).

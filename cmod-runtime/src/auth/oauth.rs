@@ -173,7 +173,7 @@ impl AppTokenProvider {
             idle: TOKEN_REQUEST_TIMEOUT,
             response: TOKEN_REQUEST_TIMEOUT,
         };
-        let response = send_with_retry(&inner.retry, limits, true, "token request", || {
+        let response = send_with_retry(&inner.retry, limits, true, "token request", None, || {
             inner
                 .http
                 .post(&inner.token_url)

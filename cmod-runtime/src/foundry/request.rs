@@ -173,6 +173,7 @@ impl FoundryRequest {
                 limits,
                 idempotent,
                 "Foundry request",
+                self.body.as_ref().map(|(bytes, _)| bytes),
                 || {
                     let mut req = client
                         .shared
@@ -182,8 +183,8 @@ impl FoundryRequest {
                     for (n, v) in &self.headers {
                         req = req.header(n, v);
                     }
-                    if let Some((body, ct)) = &self.body {
-                        req = req.header(CONTENT_TYPE, ct.clone()).body(body.clone());
+                    if let Some((_, ct)) = &self.body {
+                        req = req.header(CONTENT_TYPE, ct.clone());
                     }
                     if let Some(t) = self.timeout {
                         req = req.timeout(t);

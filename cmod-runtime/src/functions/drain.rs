@@ -21,14 +21,13 @@ pub(super) async fn drain(
     tokio::task::yield_now().await;
     while jobs.try_join_next().is_some() {}
     let in_flight = jobs.len();
+    // The signal itself was logged once ("shutting down", `run::shutdown_signal`).
     if in_flight > 0 {
         tracing::info!(
             in_flight,
             grace_period_secs = grace_period.as_secs_f64(),
-            "shutting down: waiting for in-flight jobs"
+            "waiting for in-flight jobs"
         );
-    } else {
-        tracing::info!("shutting down");
     }
     let drained = tokio::time::timeout(grace_period, join_all(&mut jobs)).await;
     if drained.is_err() {

@@ -130,7 +130,7 @@ impl FunctionsRuntime {
         let schemas_pending = tokio::select! {
             biased;
             _ = &mut shutdown => {
-                tracing::info!("shutdown requested during startup");
+                tracing::debug!("stopped during startup");
                 return Ok(());
             }
             posted = startup => (!posted).then_some(schemas),

@@ -142,7 +142,7 @@ pub(crate) async fn run_replica(
              does not run the pipeline again ({AFTER_SUCCESS_VAR}=exit to exit instead)"
         );
         shutdown.as_mut().await;
-        tracing::info!(pipeline = def.name, "replica stopping");
+        tracing::debug!(pipeline = def.name, "replica stopping");
     }
     let _ = stop_tx.send(true);
     if let Some(task) = poller

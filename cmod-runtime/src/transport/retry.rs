@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::header::RETRY_AFTER;
 
 use super::backoff::Backoff;
@@ -82,20 +83,21 @@ fn retryable_status(status: reqwest::StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
-/// Sends the request built by `build` under the idle `limits` ([`watchdog::send_tracked`]),
-/// retrying transient failures per `policy`. Returns the last response when retries run out on
-/// a retryable status.
+/// Sends the request built by `build` (with `body`, shared between attempts, when given) under
+/// the idle `limits` ([`watchdog::send_tracked`]), retrying transient failures per `policy`.
+/// Returns the last response when retries run out on a retryable status.
 pub(crate) async fn send_with_retry(
     policy: &RetryPolicy,
     limits: Limits,
     idempotent: bool,
     what: &str,
+    body: Option<&Bytes>,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, SendError> {
     let mut backoff = Backoff::new(policy.initial_backoff, policy.max_backoff);
     let mut attempt = 0u32;
     loop {
-        let result = watchdog::send_tracked(build(), limits).await;
+        let result = watchdog::send_tracked_with(build(), body.cloned(), limits).await;
         let wait = match &result {
             Ok(r) if retryable_status(r.status()) && attempt < policy.max_retries => {
                 let retry_after = r

@@ -273,11 +273,15 @@ pub(crate) fn tracked_body(
 }
 
 /// A response body stream failing with [`Stall::Download`] when no chunk arrives within
-/// `idle`.
+/// `idle` of being asked for. Only time spent waiting counts: the clock starts when the reader
+/// asks for a chunk, so a reader that takes its time between chunks (or before the first) is
+/// never the peer's stall.
 struct IdleStream<S> {
     inner: S,
     idle: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Whether a chunk was asked for and has not arrived (the clock runs).
+    waiting: bool,
     failed: bool,
 }
 
@@ -292,10 +296,14 @@ where
         if self.failed {
             return Poll::Ready(None);
         }
+        if !self.waiting {
+            let deadline = Instant::now() + self.idle;
+            self.timer.as_mut().reset(deadline);
+            self.waiting = true;
+        }
         match Pin::new(&mut self.inner).poll_next(cx) {
             Poll::Ready(item) => {
-                let deadline = Instant::now() + self.idle;
-                self.timer.as_mut().reset(deadline);
+                self.waiting = false;
                 Poll::Ready(item.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => match self.timer.as_mut().poll(cx) {
@@ -328,6 +336,7 @@ pub(crate) fn idle_response(response: reqwest::Response, idle: Duration) -> reqw
         inner: http_body_util::BodyDataStream::new(body),
         idle,
         timer: Box::pin(tokio::time::sleep(idle)),
+        waiting: false,
         failed: false,
     };
     reqwest::Response::from(http::Response::from_parts(
@@ -353,10 +362,28 @@ pub(crate) async fn send_tracked(
     request: reqwest::RequestBuilder,
     limits: Limits,
 ) -> Result<reqwest::Response, SendError> {
+    send_tracked_with(request, None, limits).await
+}
+
+/// [`send_tracked`] with `body` (shared, not copied) as the request body, when given.
+pub(crate) async fn send_tracked_with(
+    request: reqwest::RequestBuilder,
+    body: Option<Bytes>,
+    limits: Limits,
+) -> Result<reqwest::Response, SendError> {
     let (client, request) = request.build_split();
     let mut request = request.map_err(SendError::Transport)?;
-    let progress = Progress::new(request.body().is_some());
-    if let Some(body) = request.body_mut().take() {
+    let progress = Progress::new(request.body().is_some() || body.is_some());
+    if let Some(bytes) = body {
+        let len = bytes.len() as u64;
+        *request.body_mut() = Some(reqwest::Body::wrap_stream(BufferedBody::new(
+            bytes,
+            Arc::clone(&progress),
+        )));
+        request
+            .headers_mut()
+            .insert(reqwest::header::CONTENT_LENGTH, len.into());
+    } else if let Some(body) = request.body_mut().take() {
         let (body, len) = tracked_body(body, &progress);
         *request.body_mut() = Some(body);
         if let Some(len) = len {
@@ -476,6 +503,37 @@ mod tests {
                 () = tokio::time::sleep(Duration::from_millis(150)) => p.handed_off(),
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_waiting_for_a_response_chunk_counts_never_the_readers_own_pauses() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let mut body = IdleStream {
+            inner: futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)),
+            idle: LIMITS.idle,
+            timer: Box::pin(tokio::time::sleep(LIMITS.idle)),
+            waiting: false,
+            failed: false,
+        };
+        for _ in 0..2 {
+            // The reader takes its time (before the first chunk, then between chunks)...
+            tokio::time::sleep(LIMITS.idle * 10).await;
+            let sender = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(LIMITS.idle / 2).await;
+                let _ = sender.send(Ok(Bytes::from_static(b"x"))).await;
+            });
+            // ...and the peer answers within the limit of being asked.
+            assert_eq!(
+                body.next().await.unwrap().unwrap(),
+                Bytes::from_static(b"x")
+            );
+        }
+        let started = tokio::time::Instant::now();
+        let stalled = body.next().await.unwrap().unwrap_err();
+        assert!(stalled.to_string().contains("stalled"), "{stalled}");
+        assert_eq!(started.elapsed(), LIMITS.idle);
+        drop(tx);
     }
 
     #[tokio::test]
