@@ -243,3 +243,97 @@ pub(super) fn app_provider(
         retry,
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup<'a>(map: &'a HashMap<&'static str, String>) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn urls_come_from_explicit_then_discovery_then_foundry_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = dir.path().join("sd.yml");
+        std::fs::write(
+            &sd,
+            "api_gateway: [\"https://disc/api\"]\nstream-proxy: [\"https://sp/x\"]\n",
+        )
+        .unwrap();
+        let map = HashMap::from([
+            ("FOUNDRY_SERVICE_DISCOVERY_V2", sd.display().to_string()),
+            ("FOUNDRY_URL", "stack.example.com".to_owned()),
+        ]);
+        let c = FoundryClient::builder()
+            .credentials(Credentials::None)
+            .build_from_lookup(&lookup(&map))
+            .unwrap();
+        assert_eq!(c.api_url().unwrap(), "https://disc/api");
+        assert_eq!(c.service_url(Service::StreamProxy).unwrap(), "https://sp/x");
+        // Not in discovery: FOUNDRY_URL wins over the gateway's origin.
+        assert_eq!(
+            c.service_url(Service::Multipass).unwrap(),
+            "https://stack.example.com/multipass/api"
+        );
+
+        let only_discovery =
+            HashMap::from([("FOUNDRY_SERVICE_DISCOVERY_V2", sd.display().to_string())]);
+        let c = FoundryClient::builder()
+            .credentials(Credentials::None)
+            .build_from_lookup(&lookup(&only_discovery))
+            .unwrap();
+        assert_eq!(
+            c.service_url(Service::Multipass).unwrap(),
+            "https://disc/multipass/api"
+        );
+
+        let c = FoundryClient::builder()
+            .foundry_url("https://explicit:8443/")
+            .credentials(Credentials::None)
+            .build_from_lookup(&lookup(&map))
+            .unwrap();
+        assert_eq!(c.api_url().unwrap(), "https://explicit:8443/api");
+
+        let c = FoundryClient::builder()
+            .credentials(Credentials::None)
+            .build_from_lookup(&|_| None)
+            .unwrap();
+        let err = c.api_url().unwrap_err().to_string();
+        assert!(
+            err.contains("FOUNDRY_URL") && err.contains("api_gateway"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn default_credentials_follow_the_environment() {
+        let c = FoundryClient::builder()
+            .build_from_lookup(&|_| None)
+            .unwrap();
+        assert_eq!(c.credentials().mode(), "none");
+        let map = HashMap::from([
+            ("CLIENT_ID", "app".to_owned()),
+            ("CLIENT_SECRET", "planted-secret-1".to_owned()),
+            ("FOUNDRY_URL", "localhost:1".to_owned()),
+        ]);
+        let c = FoundryClient::builder()
+            .build_from_lookup(&lookup(&map))
+            .unwrap();
+        assert_eq!(c.credentials().mode(), "application");
+        assert!(!format!("{c:?}").contains("planted-secret-1"));
+
+        // Application permissions without any Foundry URL: the token endpoint is unknown.
+        let no_url = HashMap::from([
+            ("CLIENT_ID", "app".to_owned()),
+            ("CLIENT_SECRET", "s".to_owned()),
+        ]);
+        let err = FoundryClient::builder()
+            .build_from_lookup(&lookup(&no_url))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("multipass"), "{err}");
+    }
+}

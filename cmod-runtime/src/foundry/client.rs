@@ -254,3 +254,23 @@ impl Context {
         FoundryClient::env_client()?.as_user(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_platform_permissions_fails_naming_the_modes() {
+        let c = FoundryClient::builder()
+            .foundry_url("localhost:1")
+            .build_from_lookup(&|_| None)
+            .unwrap();
+        let err = c
+            .get_json::<serde_json::Value>("/v2/x")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no platform permissions"), "{err}");
+        assert!(err.contains("CLIENT_ID"), "{err}");
+    }
+}

@@ -240,3 +240,51 @@ pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_errors_parse_foundry_bodies_and_redact_tokens() {
+        let e = ApiError::from_body(
+            "GET",
+            "https://h/api/v2/datasets/x",
+            404,
+            br#"{"errorCode":"NOT_FOUND","errorName":"DatasetNotFound","errorInstanceId":"abc","parameters":{"datasetRid":"x","echo":"tok-123456"}}"#,
+            &["tok-123456"],
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains(
+                "404 Not Found to GET https://h/api/v2/datasets/x: DatasetNotFound (NOT_FOUND)"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("errorInstanceId abc"), "{msg}");
+        assert!(!msg.contains("tok-123456"), "{msg}");
+        let e = ApiError::from_body("GET", "u", 502, b"bad gateway tok-123456", &["tok-123456"]);
+        assert_eq!(e.body.as_deref(), Some("bad gateway <redacted>"));
+    }
+
+    #[test]
+    fn error_bodies_are_parsed_and_redacted() {
+        let e = ApiError::from_body(
+            "POST",
+            "https://x/api",
+            403,
+            br#"{"errorCode":"PERMISSION_DENIED","errorName":"PermissionDenied","parameters":{"t":"tok-secret-1"}}"#,
+            &["tok-secret-1"],
+        );
+        assert_eq!(e.error_name.as_deref(), Some("PermissionDenied"));
+        assert_eq!(e.parameters["t"], "<redacted>");
+        let e = ApiError::from_body(
+            "POST",
+            "https://x/api",
+            500,
+            b"oops tok-secret-1",
+            &["tok-secret-1"],
+        );
+        assert_eq!(e.body.as_deref(), Some("oops <redacted>"));
+    }
+}

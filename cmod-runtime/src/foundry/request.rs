@@ -266,3 +266,54 @@ impl TapSensitive for HeaderValue {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Credentials;
+    use crate::secret::Secret;
+
+    #[tokio::test]
+    async fn absolute_urls_must_be_on_a_configured_origin() {
+        let c = FoundryClient::builder()
+            .foundry_url("https://stack.example.com")
+            .service_url(
+                Service::StreamProxy,
+                "https://streams.example.com:8443/sp/api",
+            )
+            .credentials(Credentials::Pipeline(Secret::new("planted-token-5b7a")))
+            .build_from_lookup(&|_| None)
+            .unwrap();
+        for ok in [
+            "https://stack.example.com/api/v2/x",
+            "https://STACK.example.com:443/foundry-catalog/api/x",
+            "https://streams.example.com:8443/other",
+        ] {
+            assert!(c.get(ok).url().is_ok(), "{ok}");
+        }
+        // Relative paths always resolve to a configured service.
+        assert!(c.get("/v2/datasets/x").url().is_ok());
+        for refused in [
+            "https://evil.example.com/api/v2/x?key=planted-query",
+            "https://stack.example.com:8443/api/v2/x?key=planted-query",
+            "http://stack.example.com/api/v2/x?key=planted-query",
+            "https://stack.example.com.evil.example/api?key=planted-query",
+            "https://user:planted-query@evil.example.com/",
+        ] {
+            let err = c.get(refused).send().await.unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(matches!(err, FoundryError::ForeignOrigin { .. }), "{text}");
+            assert!(!text.contains("planted-query"), "{text}");
+            assert!(!text.contains("planted-token"), "{text}");
+            assert!(text.contains("https://stack.example.com"), "{text}");
+            assert!(c.get(refused).allow_any_origin().url().is_ok(), "{refused}");
+        }
+        let err = c
+            .get("https://evil.example.com/x")
+            .send()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("host `evil.example.com`"), "{err}");
+    }
+}

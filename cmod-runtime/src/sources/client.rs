@@ -521,3 +521,34 @@ impl SourceRequest {
         self.inner
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_joins_paths_and_appends_query_parameters() {
+        let http =
+            crate::transport::platform_client(&[], None, crate::transport::Timeouts::default())
+                .unwrap();
+        let client = SourceClient {
+            api_name: "A".to_owned(),
+            http: http.clone(),
+            plain: http,
+            base: reqwest::Url::parse("https://api.example.com/v1/").unwrap(),
+            query: vec![("key".to_owned(), Secret::new("k v"))],
+            credentials: std::sync::Arc::new(ConnectionCredentials {
+                headers: HeaderMap::new(),
+                names: Vec::new(),
+                query_names: vec!["key".to_owned()],
+                query_values: vec![Secret::new("k v")],
+            }),
+            limits: SOURCE_TIMEOUTS.limits(),
+        };
+        assert_eq!(
+            client.url("/items?page=2").as_str(),
+            "https://api.example.com/v1/items?page=2&key=k+v"
+        );
+        assert!(!format!("{client:?}").contains("k v"));
+    }
+}

@@ -623,3 +623,80 @@ pub(super) fn parse_resolved(v: &serde_json::Value) -> Result<ResolvedCredential
         kind: obj.keys().next().cloned().unwrap_or_default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_secret_shows_in_debug_output_or_parse_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        // An integer-valued credential: serde quotes it with backticks in its message.
+        let creds = dir.path().join("creds.json");
+        std::fs::write(&creds, r#"{"Api": {"additionalSecretPIN": 987654321}}"#).unwrap();
+        let creds = creds.display().to_string();
+        let err = Sources::from_lookup(&|k| (k == SOURCE_CREDENTIALS_VAR).then(|| creds.clone()))
+            .unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("987654321"), "{text}");
+        assert!(text.contains("additionalSecretPIN"), "{text}");
+
+        let conf = dir.path().join("conf.json");
+        std::fs::write(
+            &conf,
+            r#"{"Api": {"httpConnectionConfig": {"url": "https://user:planted-pw@api.example.com/v1?token=planted-url-secret", "queryParameters": {"k": "planted-query"}}}}"#,
+        )
+        .unwrap();
+        let conf = conf.display().to_string();
+        let sources =
+            Sources::from_lookup(&|k| (k == SOURCE_CONFIGURATIONS_VAR).then(|| conf.clone()))
+                .unwrap();
+        let text = format!("{sources:?}");
+        assert!(text.contains("api.example.com/v1"), "{text}");
+        assert!(!text.contains("planted"), "{text}");
+    }
+
+    #[test]
+    fn strip_quoted_removes_values() {
+        assert_eq!(
+            strip_quoted("invalid type: string \"hunter2\", expected a map at line 1 column 9"),
+            "invalid type: string \"…\", expected a map"
+        );
+        assert_eq!(strip_quoted("missing field `url`"), "missing field `url`");
+        assert_eq!(
+            strip_quoted("invalid value: integer `1234`, expected a string"),
+            "invalid value: integer `…`, expected a string"
+        );
+        assert_eq!(
+            strip_quoted("unknown variant `hunter2`, expected one of `a`, `b`"),
+            "unknown variant `…`, expected one of `a`, `b`"
+        );
+    }
+
+    #[test]
+    fn resolved_credentials_variants() {
+        let aws = serde_json::json!({"cloudCredentials": {"awsCredentials": {"sessionCredentials": {
+            "accessKeyId": "AK", "secretAccessKey": "SK", "sessionToken": "ST", "expiration": "2030-01-01T00:00:00Z"}}}});
+        match parse_resolved(&aws).unwrap() {
+            ResolvedCredentials::Aws(AwsCredentials::Session {
+                access_key_id,
+                session_token,
+                ..
+            }) => {
+                assert_eq!(access_key_id, "AK");
+                assert_eq!(session_token.expose(), "ST");
+            }
+            other => panic!("{other:?}"),
+        }
+        let gcp = serde_json::json!({"gcpOauthCredentials": {"accessToken": "T"}});
+        assert!(matches!(
+            parse_resolved(&gcp).unwrap(),
+            ResolvedCredentials::GcpOauth { .. }
+        ));
+        let bad = serde_json::json!({"cloudCredentials": {"awsCredentials": {"basicCredentials": {"accessKeyId": "A"}}}});
+        let err = parse_resolved(&bad).unwrap_err();
+        assert!(err.contains("secretAccessKey"), "{err}");
+        let dbg = format!("{:?}", parse_resolved(&aws).unwrap());
+        assert!(!dbg.contains("SK") && !dbg.contains("ST\""), "{dbg}");
+    }
+}
