@@ -384,8 +384,12 @@ mod tests {
     #[test]
     fn debug_shows_the_client_id_only() {
         let p = AppTokenProvider::new(
-            crate::transport::platform_client(&[], None, crate::foundry::Timeouts::default())
-                .unwrap(),
+            crate::transport::platform_client(
+                &crate::transport::PlatformCas::public_roots_only(),
+                None,
+                crate::foundry::Timeouts::default(),
+            )
+            .unwrap(),
             "https://h/multipass/api/",
             "my-app",
             Secret::new("planted-secret"),

@@ -9,7 +9,7 @@ use crate::auth::{AppTokenProvider, AuthError, Credentials, PipelineToken};
 use crate::discovery::Service;
 use crate::discovery::ServiceDiscovery;
 use crate::secret::Secret;
-use crate::transport::platform_client;
+use crate::transport::{PlatformCas, platform_client};
 use crate::transport::{RetryPolicy, Timeouts};
 
 use super::client::{FoundryClient, Shared};
@@ -131,9 +131,9 @@ impl FoundryClientBuilder {
         self,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<FoundryClient, AuthError> {
-        let mut roots = crate::transport::default_ca_certs(lookup)
-            .map_err(|message| AuthError::Config { message })?;
-        roots.extend(self.extra_roots.iter().cloned());
+        let mut cas =
+            PlatformCas::from_lookup(lookup).map_err(|message| AuthError::Config { message })?;
+        cas.add(self.extra_roots.iter().cloned());
         let timeouts = match self.timeouts {
             Some(t) => t,
             None => Timeouts::from_lookup(
@@ -144,7 +144,7 @@ impl FoundryClientBuilder {
             )
             .map_err(|message| AuthError::Config { message })?,
         };
-        let http = platform_client(&roots, None, timeouts)
+        let http = platform_client(&cas, None, timeouts)
             .map_err(|message| AuthError::Config { message })?;
         let urls = self.resolve_urls(lookup)?;
 

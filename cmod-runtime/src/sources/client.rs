@@ -47,7 +47,7 @@ impl Source {
             err(format!("invalid connection URL `{shown}`: {e}"))
         })?;
 
-        let mut roots = crate::transport::default_ca_certs(lookup).map_err(err)?;
+        let mut cas = crate::transport::PlatformCas::from_lookup(lookup).map_err(err)?;
         for (name, pem) in &self.server_certificates {
             let certs: Vec<CertificateDer<'static>> =
                 CertificateDer::pem_slice_iter(pem.as_bytes())
@@ -60,7 +60,7 @@ impl Source {
                     "server certificate `{name}` contains no certificate"
                 )));
             }
-            roots.extend(certs);
+            cas.add(certs);
         }
         let client_auth = match &self.client_certificate {
             None => None,
@@ -116,7 +116,7 @@ impl Source {
                 .as_ref()
                 .map(|(chain, key)| (chain.clone(), key.clone_key()));
             // Redirects are followed by `SourceRequest::send`, which knows what to strip.
-            let mut builder = crate::transport::platform_client_builder(&roots, auth, timeouts)
+            let mut builder = crate::transport::platform_client_builder(&cas, auth, timeouts)
                 .map_err(err)?
                 .redirect(reqwest::redirect::Policy::none());
             if let Some(proxy) = &proxy {
@@ -528,9 +528,12 @@ mod tests {
 
     #[test]
     fn url_joins_paths_and_appends_query_parameters() {
-        let http =
-            crate::transport::platform_client(&[], None, crate::transport::Timeouts::default())
-                .unwrap();
+        let http = crate::transport::platform_client(
+            &crate::transport::PlatformCas::public_roots_only(),
+            None,
+            crate::transport::Timeouts::default(),
+        )
+        .unwrap();
         let client = SourceClient {
             api_name: "A".to_owned(),
             http: http.clone(),

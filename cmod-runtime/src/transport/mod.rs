@@ -18,5 +18,5 @@ pub(crate) use redact::{scrub_error, scrub_response, shown, shown_url};
 pub(crate) use retry::send_with_retry;
 pub use retry::{RetryPolicy, Timeouts};
 pub(crate) use tls::{
-    Trust, client_builder, default_ca_certs, platform_client, platform_client_builder,
+    PlatformCas, Trust, client_builder, platform_client, platform_client_builder,
 };

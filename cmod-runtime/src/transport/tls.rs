@@ -19,9 +19,40 @@ pub(crate) enum Trust<'a> {
     /// Exactly these CAs and nothing else: the runtime sidecar, whose CA files are the whole
     /// trust.
     Only(&'a [CertificateDer<'static>]),
-    /// The public web roots plus these CAs: Foundry, OAuth and sources, where the CAs are those
-    /// of `DEFAULT_CA_PATH` ([`default_ca_certs`]) plus any the caller adds.
-    PublicRootsAnd(&'a [CertificateDer<'static>]),
+    /// The public web roots plus [`PlatformCas`] (`DEFAULT_CA_PATH`'s certificates and any the
+    /// caller adds): Foundry, OAuth and sources.
+    Platform(&'a PlatformCas),
+}
+
+/// The CAs a platform client (Foundry, OAuth, sources) trusts besides the public web roots:
+/// those of `DEFAULT_CA_PATH` (Foundry's CA inside the container, the local CA in local runs),
+/// plus any the caller adds. Only [`PlatformCas::from_lookup`] makes one, so no platform
+/// client can leave `DEFAULT_CA_PATH` out.
+#[derive(Debug, Clone)]
+pub(crate) struct PlatformCas(Vec<CertificateDer<'static>>);
+
+impl PlatformCas {
+    /// The certificates of `DEFAULT_CA_PATH`, when set; an error names the variable and the
+    /// file.
+    pub(crate) fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        match crate::config::var(lookup, "DEFAULT_CA_PATH") {
+            None => Ok(Self(Vec::new())),
+            Some(path) => crate::config::read_ca_file("DEFAULT_CA_PATH", Path::new(path.trim()))
+                .map(|ca| Self(ca.certs))
+                .map_err(|p| format!("{}: {}", p.var, p.message)),
+        }
+    }
+
+    /// Trusts `certs` as well.
+    pub(crate) fn add(&mut self, certs: impl IntoIterator<Item = CertificateDer<'static>>) {
+        self.0.extend(certs);
+    }
+
+    /// No `DEFAULT_CA_PATH`: the public roots alone (tests that never connect).
+    #[cfg(test)]
+    pub(crate) fn public_roots_only() -> Self {
+        Self(Vec::new())
+    }
 }
 
 /// A rustls client configuration (ring provider, HTTP/1.1 ALPN) trusting `trust`, with an
@@ -33,9 +64,9 @@ pub(crate) fn tls_config(
     let mut roots = rustls::RootCertStore::empty();
     let extra = match trust {
         Trust::Only(certs) => certs,
-        Trust::PublicRootsAnd(certs) => {
+        Trust::Platform(cas) => {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            certs
+            &cas.0
         }
     };
     for cert in extra {
@@ -76,30 +107,28 @@ pub(crate) fn client_builder(
 }
 
 /// The builder of every client carrying a Foundry credential (Foundry, OAuth, sources):
-/// [`client_builder`] trusting the public roots plus `extra_roots`, the connect timeout of
-/// `timeouts`, [`same_origin_redirects`] and the cmod user agent.
+/// [`client_builder`] with [`Trust::Platform`], the connect timeout of `timeouts`,
+/// [`same_origin_redirects`] and the cmod user agent.
 pub(crate) fn platform_client_builder(
-    extra_roots: &[CertificateDer<'static>],
+    cas: &PlatformCas,
     client_auth: Option<ClientAuth>,
     timeouts: Timeouts,
 ) -> Result<reqwest::ClientBuilder, String> {
-    Ok(client_builder(
-        Trust::PublicRootsAnd(extra_roots),
-        client_auth,
-        timeouts.connect,
-    )?
-    .redirect(same_origin_redirects())
-    .pool_idle_timeout(Duration::from_secs(50))
-    .user_agent(concat!("cmod/", env!("CARGO_PKG_VERSION"))))
+    Ok(
+        client_builder(Trust::Platform(cas), client_auth, timeouts.connect)?
+            .redirect(same_origin_redirects())
+            .pool_idle_timeout(Duration::from_secs(50))
+            .user_agent(concat!("cmod/", env!("CARGO_PKG_VERSION"))),
+    )
 }
 
 /// [`platform_client_builder`], built.
 pub(crate) fn platform_client(
-    extra_roots: &[CertificateDer<'static>],
+    cas: &PlatformCas,
     client_auth: Option<ClientAuth>,
     timeouts: Timeouts,
 ) -> Result<reqwest::Client, String> {
-    build(platform_client_builder(extra_roots, client_auth, timeouts)?)
+    build(platform_client_builder(cas, client_auth, timeouts)?)
 }
 
 /// Builds `builder`, describing a failure.
@@ -131,16 +160,4 @@ pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
             attempt.follow()
         }
     })
-}
-
-/// The certificates of `DEFAULT_CA_PATH`, when set; an error names the variable and the file.
-pub(crate) fn default_ca_certs(
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<CertificateDer<'static>>, String> {
-    match crate::config::var(lookup, "DEFAULT_CA_PATH") {
-        None => Ok(Vec::new()),
-        Some(path) => crate::config::read_ca_file("DEFAULT_CA_PATH", Path::new(path.trim()))
-            .map(|ca| ca.certs)
-            .map_err(|p| format!("{}: {}", p.var, p.message)),
-    }
 }
