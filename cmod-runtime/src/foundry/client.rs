@@ -138,11 +138,6 @@ impl FoundryClient {
         Ok(self.with_credentials(Credentials::user(header)))
     }
 
-    /// The idle and response limits of this client's exchanges.
-    pub(crate) fn limits(&self) -> Limits {
-        self.shared.limits
-    }
-
     /// The credentials this client sends.
     pub fn credentials(&self) -> &Credentials {
         &self.credentials

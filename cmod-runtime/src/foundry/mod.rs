@@ -57,7 +57,6 @@ pub use crate::transport::{RetryPolicy, Timeouts};
 
 pub use builder::FoundryClientBuilder;
 pub use client::FoundryClient;
-pub(crate) use errors::authorization_secrets;
 pub use errors::{ApiError, FoundryError};
 pub use request::FoundryRequest;
 

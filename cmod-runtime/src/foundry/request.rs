@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::AuthError;
 use crate::discovery::Service;
-use crate::transport::watchdog::Limits;
+use crate::secret::Secret;
+use crate::transport::watchdog::{self, Limits};
 use crate::transport::{send_with_retry, shown};
 
 use super::client::FoundryClient;
@@ -114,7 +115,7 @@ impl FoundryRequest {
             format!("{base}/{}", self.path.trim_start_matches('/'))
         };
         let mut url = reqwest::Url::parse(&full).map_err(|e| {
-            let shown = full.split('?').next().unwrap_or_default();
+            let shown = crate::transport::shown_url(&full);
             FoundryError::InvalidRequest(format!("invalid URL `{shown}`: {e}"))
         })?;
         if !self.any_origin {
@@ -150,24 +151,8 @@ impl FoundryRequest {
         let client = &self.client;
         let mut refreshed = false;
         loop {
-            let auth = client.credentials.authorization(&client.scopes).await?;
-            let auth_value = HeaderValue::from_str(auth.expose())
-                .map_err(|_| {
-                    FoundryError::Auth(AuthError::Config {
-                        message: format!(
-                            "the {} credential is not a valid header value",
-                            client.credentials.mode()
-                        ),
-                    })
-                })?
-                .tap_sensitive();
-            let limits = match self.timeout {
-                Some(t) => Limits {
-                    idle: t,
-                    response: t,
-                },
-                None => client.shared.limits,
-            };
+            let (auth, auth_value) = self.authorization().await?;
+            let limits = self.limits();
             let response = send_with_retry(
                 &client.shared.retry,
                 limits,
@@ -210,19 +195,79 @@ impl FoundryRequest {
                 );
                 continue;
             }
-            if status.is_success() {
-                return Ok(response);
-            }
-            let body = response.bytes().await.unwrap_or_default();
-            let err = ApiError::from_body(
-                &method_name,
-                &shown,
-                status.as_u16(),
-                &body,
-                &authorization_secrets(&auth),
+            return answer(response, &method_name, &shown, &auth).await;
+        }
+    }
+
+    /// Sends the request once with a streamed `body` (`application/octet-stream`), under the
+    /// client's idle limits (the time the caller takes to produce the body is never limited).
+    /// Not retried, as a stream cannot be replayed; a 401 still refreshes the credential for
+    /// the next request. Any non-2xx answer is an error ([`FoundryError::Api`]).
+    pub(crate) async fn send_streamed(
+        self,
+        body: reqwest::Body,
+    ) -> Result<reqwest::Response, FoundryError> {
+        if let Some(e) = self.error {
+            return Err(FoundryError::InvalidRequest(e));
+        }
+        let url = self.url()?;
+        let shown = shown(&url);
+        let method_name = self.method.as_str().to_owned();
+        let client = &self.client;
+        let (auth, auth_value) = self.authorization().await?;
+        let mut req = client
+            .shared
+            .http
+            .request(self.method.clone(), url)
+            .header(AUTHORIZATION, auth_value)
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
             );
-            tracing::debug!(error = %err, "Foundry request failed");
-            return Err(FoundryError::Api(Box::new(err)));
+        for (n, v) in &self.headers {
+            req = req.header(n, v);
+        }
+        if let Some(t) = self.timeout {
+            req = req.timeout(t);
+        }
+        let response = watchdog::send_tracked(req.body(body), self.limits())
+            .await
+            .map_err(|e| FoundryError::send_failed(&method_name, &shown, &e))?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            // No retry (the body is gone), but the next request must not send the refused
+            // credential again.
+            client
+                .credentials
+                .refresh_after_unauthorized(&client.scopes, &auth);
+        }
+        answer(response, &method_name, &shown, &auth).await
+    }
+
+    /// The credential to send, and its `Authorization` header value (marked sensitive).
+    async fn authorization(&self) -> Result<(Secret, HeaderValue), FoundryError> {
+        let client = &self.client;
+        let auth = client.credentials.authorization(&client.scopes).await?;
+        let value = HeaderValue::from_str(auth.expose())
+            .map_err(|_| {
+                FoundryError::Auth(AuthError::Config {
+                    message: format!(
+                        "the {} credential is not a valid header value",
+                        client.credentials.mode()
+                    ),
+                })
+            })?
+            .tap_sensitive();
+        Ok((auth, value))
+    }
+
+    /// The request's own time limit ([`FoundryRequest::timeout`]), else the client's.
+    fn limits(&self) -> Limits {
+        match self.timeout {
+            Some(t) => Limits {
+                idle: t,
+                response: t,
+            },
+            None => self.client.shared.limits,
         }
     }
 
@@ -253,6 +298,30 @@ impl FoundryRequest {
             .await
             .map_err(|e| FoundryError::transport(&method, &url, &e))
     }
+}
+
+/// `response` when it is a success, else the [`FoundryError::Api`] its body describes (with
+/// the credential `auth` redacted).
+async fn answer(
+    response: reqwest::Response,
+    method: &str,
+    shown: &str,
+    auth: &Secret,
+) -> Result<reqwest::Response, FoundryError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.bytes().await.unwrap_or_default();
+    let err = ApiError::from_body(
+        method,
+        shown,
+        status.as_u16(),
+        &body,
+        &authorization_secrets(auth),
+    );
+    tracing::debug!(error = %err, "Foundry request failed");
+    Err(FoundryError::Api(Box::new(err)))
 }
 
 /// Marks a header value sensitive (hyper then never logs it) and returns it.

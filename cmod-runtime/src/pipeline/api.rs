@@ -4,12 +4,10 @@
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::de::DeserializeOwned;
 
 use super::error::{PipelineError, ResourceRef};
-use crate::auth::Credentials;
-use crate::foundry::{ApiError, FoundryClient, FoundryError, FoundryRequest, Method, Service};
+use crate::foundry::{FoundryClient, FoundryError, FoundryRequest, Method, Service};
 
 /// A resource-scoped view of the Foundry client.
 #[derive(Clone)]
@@ -123,65 +121,18 @@ impl Api {
         query: &[(&str, &str)],
         body: reqwest::Body,
     ) -> Result<reqwest::Response, PipelineError> {
-        let fail = |e: FoundryError| foundry(resource, &operation, e);
-        let base = self
+        let mut request = self
             .client
-            .service_url(service)
-            .map_err(|e| fail(FoundryError::Auth(e)))?;
-        let full = format!("{}/{}", base.trim_end_matches('/'), path);
-        let mut url = reqwest::Url::parse(&full).map_err(|e| {
-            fail(FoundryError::InvalidRequest(format!(
-                "invalid URL `{full}`: {e}"
-            )))
-        })?;
-        url.query_pairs_mut().extend_pairs(query);
-        let shown = crate::transport::shown(&url);
-        let auth = self
-            .client
-            .authorization()
-            .await
-            .map_err(|e| fail(FoundryError::Auth(e)))?;
-        let mut auth_value = HeaderValue::from_str(auth.expose()).map_err(|_| {
-            fail(FoundryError::InvalidRequest(
-                "the pipeline token is not a valid header value".to_owned(),
-            ))
-        })?;
-        auth_value.set_sensitive(true);
-        let request = self
-            .client
-            .http()
-            .post(url)
-            .header(AUTHORIZATION, auth_value)
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            )
-            .body(body);
+            .request(Method::POST, path.to_owned())
+            .service(service);
+        for (name, value) in query {
+            request = request.query(*name, value);
+        }
         // Idle limits, never a cap: an open writer may upload for as long as it produces.
-        let response = crate::transport::watchdog::send_tracked(request, self.client.limits())
+        request
+            .send_streamed(body)
             .await
-            .map_err(|e| fail(FoundryError::send_failed("POST", &shown, &e)))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        if status == reqwest::StatusCode::UNAUTHORIZED
-            && let Credentials::PipelineFile(token) = self.client.credentials()
-        {
-            // A streamed body cannot be replayed, so no retry here; but the next request must
-            // not use the refused token again.
-            if let Err(e) = token.reload() {
-                tracing::warn!(error = %e, "re-reading the build token after a 401 failed");
-            }
-        }
-        let body = response.bytes().await.unwrap_or_default();
-        Err(fail(FoundryError::Api(Box::new(ApiError::from_body(
-            "POST",
-            &shown,
-            status.as_u16(),
-            &body,
-            &crate::foundry::authorization_secrets(&auth),
-        )))))
+            .map_err(|e| foundry(resource, &operation, e))
     }
 }
 
