@@ -18,7 +18,7 @@ use super::{FOUNDRY_URL_VAR, IDLE_TIMEOUT_VAR, RESPONSE_TIMEOUT_VAR};
 
 /// How the builder picks credentials.
 #[derive(Default)]
-pub(super) enum CredentialSource {
+enum CredentialSource {
     /// Application permissions if configured, else the pipeline token, else none.
     #[default]
     Environment,
@@ -32,10 +32,10 @@ pub(super) enum CredentialSource {
 #[derive(Default)]
 pub struct FoundryClientBuilder {
     pub(super) foundry_url: Option<String>,
-    pub(super) service_urls: Vec<(Service, String)>,
-    pub(super) credentials: CredentialSource,
+    service_urls: Vec<(Service, String)>,
+    credentials: CredentialSource,
     pub(super) scopes: Vec<String>,
-    pub(super) extra_roots: Vec<CertificateDer<'static>>,
+    extra_roots: Vec<CertificateDer<'static>>,
     pub(super) timeouts: Option<Timeouts>,
     pub(super) retry: RetryPolicy,
 }
@@ -173,7 +173,7 @@ impl FoundryClientBuilder {
         })
     }
 
-    pub(super) fn resolve_urls(
+    fn resolve_urls(
         &self,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<FoundryUrls, AuthError> {
@@ -222,7 +222,7 @@ impl FoundryClientBuilder {
     }
 }
 
-pub(super) fn app_provider(
+fn app_provider(
     http: &reqwest::Client,
     urls: &FoundryUrls,
     client_id: String,

@@ -52,7 +52,7 @@ impl fmt::Debug for FoundryClient {
 
 /// The environment's client, once built. A failed build is not kept: the next use tries again
 /// (a CA file or discovery file mounted late, a transient read error).
-pub(super) static ENV_CLIENT: Mutex<Option<FoundryClient>> = Mutex::new(None);
+static ENV_CLIENT: Mutex<Option<FoundryClient>> = Mutex::new(None);
 
 impl FoundryClient {
     /// Starts configuring a client.
@@ -63,7 +63,7 @@ impl FoundryClient {
     /// The environment's client (built once per process, sharing its token cache), with the
     /// credentials found there: application permissions (`CLIENT_ID`/`CLIENT_SECRET`), else the
     /// pipeline token (`BUILD2_TOKEN`), else none.
-    pub(super) fn env_client() -> Result<FoundryClient, AuthError> {
+    fn env_client() -> Result<FoundryClient, AuthError> {
         let mut slot = ENV_CLIENT.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(client) = slot.as_ref() {
             return Ok(client.clone());

@@ -325,7 +325,7 @@ async fn answer(
 }
 
 /// Marks a header value sensitive (hyper then never logs it) and returns it.
-pub(super) trait TapSensitive {
+trait TapSensitive {
     fn tap_sensitive(self) -> Self;
 }
 

@@ -6,7 +6,7 @@ use crate::discovery::Service;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct FoundryUrls {
     pub(super) api_gateway: Option<String>,
-    pub(super) stream_proxy: Option<String>,
+    stream_proxy: Option<String>,
     pub(super) media: Option<String>,
     pub(super) multipass: Option<String>,
 }

@@ -172,15 +172,15 @@ pub struct SourceClient {
     /// With the auth headers as default headers, for [`SourceClient::http`].
     pub(super) http: reqwest::Client,
     /// Without default headers: [`SourceRequest`] adds them per hop.
-    pub(super) plain: reqwest::Client,
+    plain: reqwest::Client,
     pub(super) base: reqwest::Url,
     pub(super) query: Vec<(String, Secret)>,
-    pub(super) credentials: std::sync::Arc<ConnectionCredentials>,
+    credentials: std::sync::Arc<ConnectionCredentials>,
     pub(super) limits: Limits,
 }
 
 /// Default timeouts of source clients.
-pub(super) const SOURCE_TIMEOUTS: crate::transport::Timeouts = crate::transport::Timeouts {
+const SOURCE_TIMEOUTS: crate::transport::Timeouts = crate::transport::Timeouts {
     connect: Duration::from_secs(10),
     response: Duration::from_secs(60),
     idle: Duration::from_secs(30),
@@ -190,21 +190,21 @@ pub const SOURCE_IDLE_TIMEOUT_VAR: &str = "CMOD_SOURCE_IDLE_TIMEOUT_SECS";
 /// The variable overriding the response-header limit of source clients, in seconds.
 pub const SOURCE_RESPONSE_TIMEOUT_VAR: &str = "CMOD_SOURCE_RESPONSE_TIMEOUT_SECS";
 /// Redirects a [`SourceRequest`] follows at most.
-pub(super) const MAX_REDIRECTS: usize = 10;
+const MAX_REDIRECTS: usize = 10;
 
 /// What a redirect to another origin must not carry: the connection's auth headers and its
 /// query parameters (by name, and by value wherever they were echoed).
-pub(super) struct ConnectionCredentials {
+struct ConnectionCredentials {
     pub(super) headers: HeaderMap,
     pub(super) names: Vec<HeaderName>,
-    pub(super) query_names: Vec<String>,
-    pub(super) query_values: Vec<Secret>,
+    query_names: Vec<String>,
+    query_values: Vec<Secret>,
 }
 
 impl ConnectionCredentials {
     /// Where the request sets an auth header itself (after the connection's, which come
     /// first), drops the connection's value: the request's own wins, as a default header would.
-    pub(super) fn let_request_override(&self, headers: &mut HeaderMap) {
+    fn let_request_override(&self, headers: &mut HeaderMap) {
         for name in &self.names {
             let values: Vec<HeaderValue> = headers.get_all(name).iter().cloned().collect();
             if values.len() > 1 {
@@ -217,7 +217,7 @@ impl ConnectionCredentials {
     }
 
     /// Removes every credential from a request leaving the connection's origin.
-    pub(super) fn strip(&self, request: &mut reqwest::Request) {
+    fn strip(&self, request: &mut reqwest::Request) {
         let headers = request.headers_mut();
         for name in &self.names {
             headers.remove(name);
@@ -327,11 +327,11 @@ impl SourceClient {
 pub struct SourceRequest {
     pub(super) api_name: String,
     pub(super) method: reqwest::Method,
-    pub(super) shown: String,
+    shown: String,
     /// The connection's origin: its credentials go nowhere else.
-    pub(super) origin: String,
+    origin: String,
     pub(super) inner: reqwest::RequestBuilder,
-    pub(super) credentials: std::sync::Arc<ConnectionCredentials>,
+    credentials: std::sync::Arc<ConnectionCredentials>,
     pub(super) limits: Limits,
 }
 

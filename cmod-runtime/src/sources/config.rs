@@ -178,7 +178,7 @@ impl fmt::Debug for Source {
 }
 
 impl Source {
-    pub(super) fn empty(api_name: &str) -> Self {
+    fn empty(api_name: &str) -> Self {
         Self {
             api_name: api_name.to_owned(),
             secrets: BTreeMap::new(),
@@ -228,14 +228,14 @@ pub struct Sources {
 /// Replaced when time-limited cloud credentials expired and the files hold newer ones; a
 /// replaced value stays allocated (`global` hands out `&'static`), a few KiB per credential
 /// rotation.
-pub(super) static GLOBAL: RwLock<Option<&'static Sources>> = RwLock::new(None);
+static GLOBAL: RwLock<Option<&'static Sources>> = RwLock::new(None);
 /// When the files were last read for [`Sources::global`] (re-reads for expired credentials are
 /// at most once per [`REREAD_INTERVAL`]).
-pub(super) static LAST_READ: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+static LAST_READ: Mutex<Option<std::time::Instant>> = Mutex::new(None);
 /// Credentials expiring within this margin count as expired.
-pub(super) const EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+const EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// The least time between two re-reads of the files for expired credentials.
-pub(super) const REREAD_INTERVAL: Duration = Duration::from_secs(1);
+const REREAD_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Sources {
     /// Reads both files (either may be unset; a set variable whose file is missing or malformed
@@ -289,7 +289,7 @@ impl Sources {
     }
 
     /// Whether any source's time-limited credentials expire at or before `at`.
-    pub(super) fn credentials_expire_by(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+    fn credentials_expire_by(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
         self.sources
             .values()
             .filter_map(|s| s.resolved_credentials.as_ref())
@@ -298,7 +298,7 @@ impl Sources {
     }
 
     /// The expiration of each source's credentials.
-    pub(super) fn expirations(&self) -> Vec<Option<&str>> {
+    fn expirations(&self) -> Vec<Option<&str>> {
         self.sources
             .values()
             .map(|s| {
@@ -422,7 +422,7 @@ impl Sources {
 
 /// Reads and parses a JSON sources file. Errors give the JSON path, line and column, and never
 /// quote a value from the file (it could be a secret).
-pub(super) fn read_json<T: serde::de::DeserializeOwned>(
+fn read_json<T: serde::de::DeserializeOwned>(
     var: &'static str,
     path: &Path,
 ) -> Result<T, SourceError> {
@@ -463,7 +463,7 @@ pub(super) fn read_json<T: serde::de::DeserializeOwned>(
 /// with `"` and other values (integers, floats, booleans: a numeric PIN or key) with backticks.
 /// Field names are kept (`missing field `url``, `unknown field …, expected one of `a`, `b``):
 /// they come from the file's schema, not from its values.
-pub(super) fn strip_quoted(message: &str) -> String {
+fn strip_quoted(message: &str) -> String {
     let message = message.split(" at line ").next().unwrap_or(message);
     let mut out = String::with_capacity(message.len());
     let mut quote: Option<(char, bool)> = None;
@@ -496,17 +496,17 @@ pub(super) fn strip_quoted(message: &str) -> String {
 /// One source's entry in `SOURCE_CONFIGURATIONS_PATH`, as read (no `Debug`: it holds secrets).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct RawConfig {
+struct RawConfig {
     #[serde(default)]
     pub(super) secrets: BTreeMap<String, String>,
     #[serde(default)]
-    pub(super) http_connection_config: Option<RawHttp>,
+    http_connection_config: Option<RawHttp>,
     #[serde(default)]
     pub(super) proxy_token: Option<String>,
     #[serde(default)]
-    pub(super) source_configuration: Option<serde_json::Value>,
+    source_configuration: Option<serde_json::Value>,
     #[serde(default)]
-    pub(super) resolved_credentials: Option<serde_json::Value>,
+    resolved_credentials: Option<serde_json::Value>,
     #[serde(default)]
     pub(super) client_certificate: Option<RawCert>,
     #[serde(default)]
@@ -515,7 +515,7 @@ pub(super) struct RawConfig {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct RawHttp {
+struct RawHttp {
     pub(super) url: String,
     #[serde(default)]
     pub(super) auth_headers: BTreeMap<String, String>,
@@ -525,13 +525,13 @@ pub(super) struct RawHttp {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct RawCert {
+struct RawCert {
     pub(super) pem_certificate: String,
     pub(super) pem_private_key: String,
 }
 
 impl RawConfig {
-    pub(super) fn apply(self, s: &mut Source) -> Result<(), String> {
+    fn apply(self, s: &mut Source) -> Result<(), String> {
         s.secrets
             .extend(self.secrets.into_iter().map(|(k, v)| (k, Secret::new(v))));
         if let Some(h) = self.http_connection_config {
@@ -556,12 +556,12 @@ impl RawConfig {
     }
 }
 
-pub(super) fn secrets_map(m: BTreeMap<String, String>) -> BTreeMap<String, Secret> {
+fn secrets_map(m: BTreeMap<String, String>) -> BTreeMap<String, Secret> {
     m.into_iter().map(|(k, v)| (k, Secret::new(v))).collect()
 }
 
 /// Parses `resolvedCredentials` (docs/protocol.md §7.2).
-pub(super) fn parse_resolved(v: &serde_json::Value) -> Result<ResolvedCredentials, String> {
+fn parse_resolved(v: &serde_json::Value) -> Result<ResolvedCredentials, String> {
     let obj = v
         .as_object()
         .ok_or("`resolvedCredentials` is not an object")?;
