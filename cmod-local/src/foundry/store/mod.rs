@@ -208,7 +208,7 @@ fn mtime(meta: &std::fs::Metadata) -> String {
 }
 
 /// Encodes a branch name as one directory name.
-pub fn branch_dir_name(branch: &str) -> String {
+pub(crate) fn branch_dir_name(branch: &str) -> String {
     branch.replace('%', "%25").replace('/', "%2F")
 }
 
@@ -238,7 +238,7 @@ fn check_branch(branch: &str) -> Result<(), StoreError> {
 }
 
 /// Checks a logical file path: relative, `/`-separated, no empty, `.` or `..` segments.
-pub fn check_path(path: &str) -> Result<(), StoreError> {
+pub(crate) fn check_path(path: &str) -> Result<(), StoreError> {
     let bad = path.is_empty()
         || path.starts_with('/')
         || path.contains(['\0', '\\'])
