@@ -16,6 +16,11 @@ pub fn compute_function(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Turns an `async fn` into a pipeline-mode compute module. See `cmod_runtime`'s docs.
+///
+/// Keys: `input = "alias"` and `output = "alias"` (repeatable, bound to the parameters in
+/// order), `after_success = "exit" | "stay_alive"` (optional), and `crate = "…"` (optional): the
+/// path to `cmod_runtime` when it is renamed or re-exported (an absolute path, like
+/// `"::my_cmod"` or `"crate::rt"`); the generated code then uses it instead of `::cmod_runtime`.
 #[proc_macro_attribute]
 pub fn pipeline(args: TokenStream, item: TokenStream) -> TokenStream {
     pipeline::expand(args.into(), item.into()).into()

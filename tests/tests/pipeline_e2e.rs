@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use cmod_local::foundry::pipeline_env::{PipelineResource, ResourceKind};
-use cmod_local::foundry::store::{DataOptions, TransactionStatus, TransactionType};
-use cmod_local::foundry::{LocalFoundry, LocalFoundryOptions, TokenGrant};
+use cmod_local::foundry::{
+    DataOptions, LocalFoundry, LocalFoundryOptions, PipelineResource, ResourceKind, TokenGrant,
+    TransactionStatus, TransactionType,
+};
 use cmod_runtime::auth::Credentials;
 use cmod_runtime::foundry::FoundryClient;
 use cmod_runtime::pipeline::{PipelineError, run_pipeline_with};
@@ -44,7 +45,7 @@ impl Env {
         move |k| self.vars.get(k).cloned()
     }
 
-    fn data(&self) -> &cmod_local::foundry::store::DataStore {
+    fn data(&self) -> &cmod_local::foundry::DataStore {
         self.foundry.data()
     }
 

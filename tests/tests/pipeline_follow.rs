@@ -13,10 +13,9 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cmod_local::foundry::LocalFoundry;
-use cmod_local::foundry::LocalFoundryOptions;
-use cmod_local::foundry::pipeline_env::{PipelineResource, ResourceKind};
-use cmod_local::foundry::store::{DataOptions, DataStore};
+use cmod_local::foundry::{
+    DataOptions, DataStore, LocalFoundry, LocalFoundryOptions, PipelineResource, ResourceKind,
+};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 

@@ -13,9 +13,10 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use cmod_local::foundry::pipeline_env::{PipelineResource, ResourceKind};
-use cmod_local::foundry::store::{DataOptions, TransactionStatus, TransactionType};
-use cmod_local::foundry::{LocalFoundry, LocalFoundryOptions};
+use cmod_local::foundry::{
+    DataOptions, LocalFoundry, LocalFoundryOptions, PipelineResource, ResourceKind,
+    TransactionStatus, TransactionType,
+};
 use cmod_local::{LocalRuntime, LocalRuntimeOptions};
 use cmod_runtime::pipeline::{PipelineError, run_pipeline_with};
 use cmod_runtime::{DatasetInput, DatasetOutput, pipeline};
@@ -34,7 +35,7 @@ struct Env {
 }
 
 impl Env {
-    fn data(&self) -> &cmod_local::foundry::store::DataStore {
+    fn data(&self) -> &cmod_local::foundry::DataStore {
         self.foundry.data()
     }
 

@@ -270,14 +270,14 @@ async fn slow_writer(
 
 #[tokio::test]
 async fn a_pipeline_file_writer_open_longer_than_the_idle_limit_succeeds() {
-    use cmod_local::foundry::pipeline_env::{PipelineResource, ResourceKind};
     use cmod_local::foundry::{LocalFoundry, LocalFoundryOptions};
+    use cmod_local::foundry::{PipelineResource, ResourceKind};
     const IN: &str = "ri.foundry.main.dataset.unused";
     const OUT: &str = "ri.foundry.main.dataset.slow";
     let dir = tempfile::tempdir().unwrap();
     let foundry = LocalFoundry::start(LocalFoundryOptions {
         dir: Some(dir.path().join("foundry")),
-        data: cmod_local::foundry::store::DataOptions {
+        data: cmod_local::foundry::DataOptions {
             dir: Some(dir.path().join("data")),
             ..Default::default()
         },

@@ -5,7 +5,7 @@
 //!
 //! | Path | What |
 //! |---|---|
-//! | `POST /multipass/api/oauth2/token` | OAuth2 client credentials: opaque tokens with scopes and an expiry ([`oauth`]) |
+//! | `POST /multipass/api/oauth2/token` | OAuth2 client credentials: opaque tokens with scopes and an expiry (`oauth.rs`) |
 //! | `GET /api/v2/admin/users/getCurrent` | the principal of the bearer token (any valid token) |
 //! | `GET|POST /local-sources/{apiName}/{*path}` | an echo server standing in for a REST source; checks the source's auth headers |
 //!
@@ -22,12 +22,12 @@
 //! routes in `router` and their variables in [`LocalFoundry::env`]; handlers call
 //! `FoundryState::authorize` with the scope they need and check the returned [`Principal`].
 
-pub mod datasets;
-pub mod media;
-pub mod oauth;
-pub mod pipeline_env;
-pub mod store;
-pub mod streams;
+mod datasets;
+mod media;
+mod oauth;
+mod pipeline_env;
+mod store;
+mod streams;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,6 +50,11 @@ use crate::https::{ServerHandle, serve_https_on};
 use crate::tls::{LocalCa, TlsError};
 
 pub use oauth::{Principal, PrincipalKind, Scopes, TokenGrant};
+pub use pipeline_env::{PipelineResource, ResourceKind, default_rid, local_resources};
+pub use store::{
+    DataOptions, DataStore, FileEntry, MediaTransaction, Page, SEED_TRANSACTION_RID, StoreError,
+    Subscriber, SubscriberStart, Transaction, TransactionStatus, TransactionType,
+};
 
 /// Why the local Foundry could not start.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), cmod_local::foundry::LocalFoundryError> {
 //! use cmod_local::foundry::{LocalFoundry, LocalFoundryOptions};
-//! use cmod_local::foundry::pipeline_env::{PipelineResource, ResourceKind};
+//! use cmod_local::foundry::{PipelineResource, ResourceKind};
 //!
 //! let foundry = LocalFoundry::start(LocalFoundryOptions::default()).await?;
 //! foundry.data().put_file("ri.foundry.main.dataset.in", "master", "orders.csv", b"a,1\n")?;

@@ -1,7 +1,7 @@
 //! Pipeline mode on the embedded local Foundry (`CMOD_LOCAL=1`).
 //!
 //! The local Foundry serves datasets, streams and media sets from a data directory
-//! (`CMOD_LOCAL_DATA`, default `./cmod-local-data`; layout in `cmod_local::foundry::store`).
+//! (`CMOD_LOCAL_DATA`, default `./cmod-local-data`; layout in `cmod_local::foundry::DataStore`).
 //! `<data dir>/aliases.json` maps each alias to a RID (`{"alias": {"rid", "branch"?}}`); aliases
 //! missing from it get a RID derived from the alias (`ri.foundry.main.dataset.<alias>`) and an
 //! empty resource, and are written back so users see where to seed inputs. The run gets its own
@@ -9,9 +9,9 @@
 
 use std::path::PathBuf;
 
-use cmod_local::foundry::pipeline_env::{self, ResourceKind as LocalKind};
-use cmod_local::foundry::store::DataOptions;
-use cmod_local::foundry::{LocalFoundry, LocalFoundryOptions};
+use cmod_local::foundry::{
+    DataOptions, LocalFoundry, LocalFoundryOptions, ResourceKind as LocalKind, local_resources,
+};
 
 use super::{PipelineDef, ResourceKind};
 
@@ -71,7 +71,7 @@ pub async fn start_local(
         .aliases()
         .map(|a| (a.alias, local_kind(a.kind)))
         .collect();
-    let resources = pipeline_env::local_resources(foundry.data(), &declared).map_err(local)?;
+    let resources = local_resources(foundry.data(), &declared).map_err(local)?;
     for r in &resources {
         tracing::info!(
             alias = %r.alias,

@@ -39,6 +39,10 @@
 //! (see [Lifecycle](#lifecycle), step 6; the `CMOD_PIPELINE_AFTER_SUCCESS` variable overrides
 //! it).
 //!
+//! And, when `cmod_runtime` is renamed or re-exported, `crate = "…"` (optional, at most once):
+//! the path to it, as an absolute path like `"::my_cmod"` or `"crate::rt"`; the generated code
+//! then uses that path instead of `::cmod_runtime`, as with `#[compute_function]`.
+//!
 //! # Lifecycle
 //!
 //! 1. `RESOURCE_ALIAS_MAP` (alias → `{rid, branch}`; branch defaults to `master`),

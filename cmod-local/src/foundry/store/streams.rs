@@ -515,4 +515,33 @@ mod tests {
             .unwrap();
         assert!(s.subscriber("ri.st.1", "master", "m1").is_err());
     }
+
+    #[tokio::test]
+    async fn streams_append_and_read_by_offset() {
+        let (_d, s) = crate::foundry::store::test_store(10);
+        s.create_stream("ri.st.1").unwrap();
+        let first = s
+            .append_records(
+                "ri.st.1",
+                "master",
+                &[serde_json::json!({"a": 1}), serde_json::json!({"a": 2})],
+            )
+            .await
+            .unwrap();
+        assert_eq!(first, 0);
+        let next = s
+            .append_records("ri.st.1", "master", &[serde_json::json!({"a": 3})])
+            .await
+            .unwrap();
+        assert_eq!(next, 2);
+        assert_eq!(s.end_offset("ri.st.1", "master").unwrap(), 3);
+        let got = s.read_records("ri.st.1", "master", 1, 1).unwrap();
+        assert_eq!(got, [(1, serde_json::json!({"a": 2}))]);
+        assert!(
+            s.append_records("ri.st.1", "master", &[serde_json::json!(1)])
+                .await
+                .is_err()
+        );
+        assert!(s.read_records("ri.nope", "master", 0, 1).is_err());
+    }
 }
