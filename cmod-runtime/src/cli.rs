@@ -31,7 +31,7 @@ pub(crate) enum Mode {
 }
 
 /// The variable that chooses the mode of a binary with both kinds of entry points.
-pub(crate) const MODE_VAR: &str = "CMOD_MODE";
+pub(crate) const MODE_VAR: &str = crate::env::vars::CMOD_MODE;
 
 impl Mode {
     /// `CMOD_MODE`, if set.

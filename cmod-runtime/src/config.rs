@@ -13,6 +13,7 @@
 //!
 //! Every problem is collected, and reported at once in one [`ConfigError`].
 
+use crate::env::vars;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -23,7 +24,7 @@ use crate::secret::Secret;
 use crate::transport::shown_url;
 
 /// The variable bounding the jobs in flight at once.
-pub(crate) const MAX_CONCURRENT_TASKS_VAR: &str = "MAX_CONCURRENT_TASKS";
+pub(crate) const MAX_CONCURRENT_TASKS_VAR: &str = vars::MAX_CONCURRENT_TASKS;
 /// The largest accepted `MAX_CONCURRENT_TASKS`: each task holds a connection and a worker, so
 /// a typo (an extra digit or three) must not become thousands of them.
 pub(crate) const MAX_CONCURRENT_TASKS_LIMIT: usize = 1024;
@@ -40,7 +41,7 @@ pub(crate) fn parse_max_concurrent_tasks(raw: &str) -> Result<usize, String> {
 }
 
 /// The environment variable that opts in to the embedded local runtime.
-pub const LOCAL_OPT_IN_VAR: &str = "CMOD_LOCAL";
+pub const LOCAL_OPT_IN_VAR: &str = vars::CMOD_LOCAL;
 
 /// A validated functions-mode configuration.
 #[derive(Clone)]
@@ -149,12 +150,12 @@ impl fmt::Display for ConfigError {
 
 /// Variables whose presence means "we are in a Foundry functions-mode container".
 const FUNCTIONS_MARKERS: &[&str] = &[
-    "GET_JOB_URI",
-    "GET_JOB_URI_V2",
-    "POST_RESULT_URI",
-    "POST_RESULT_URI_V2",
-    "MODULE_AUTH_TOKEN",
-    "RUNTIME_HOST",
+    vars::GET_JOB_URI,
+    vars::GET_JOB_URI_V2,
+    vars::POST_RESULT_URI,
+    vars::POST_RESULT_URI_V2,
+    vars::MODULE_AUTH_TOKEN,
+    vars::RUNTIME_HOST,
 ];
 
 /// Whether any functions-mode variable is set.
@@ -243,15 +244,15 @@ impl RuntimeConfig {
                 }
             }
         };
-        let get_job_uri = uri("GET_JOB_URI_V2", "GET_JOB_URI", true);
-        let post_result_uri = uri("POST_RESULT_URI_V2", "POST_RESULT_URI", true)
+        let get_job_uri = uri(vars::GET_JOB_URI_V2, vars::GET_JOB_URI, true);
+        let post_result_uri = uri(vars::POST_RESULT_URI_V2, vars::POST_RESULT_URI, true)
             .map(|u| u.trim_end_matches('/').to_owned());
-        let post_schema_uri = uri("POST_SCHEMA_URI_V2", "POST_SCHEMA_URI", false);
-        let restart_notification_uri = var(lookup, "RESTART_NOTIFICATION_URI")
-            .and_then(|u| check_uri("RESTART_NOTIFICATION_URI", &u, &base, &mut problems));
+        let post_schema_uri = uri(vars::POST_SCHEMA_URI_V2, vars::POST_SCHEMA_URI, false);
+        let restart_notification_uri = var(lookup, vars::RESTART_NOTIFICATION_URI)
+            .and_then(|u| check_uri(vars::RESTART_NOTIFICATION_URI, &u, &base, &mut problems));
 
-        let module_auth_token = match var(lookup, "MODULE_AUTH_TOKEN") {
-            Some(path) => match read_token_file("MODULE_AUTH_TOKEN", Path::new(&path)) {
+        let module_auth_token = match var(lookup, vars::MODULE_AUTH_TOKEN) {
+            Some(path) => match read_token_file(vars::MODULE_AUTH_TOKEN, Path::new(&path)) {
                 Ok(t) => Some(t),
                 Err(p) => {
                     problems.push(p);
@@ -259,10 +260,10 @@ impl RuntimeConfig {
                 }
             },
             None => {
-                let uses_v2 = var(lookup, "GET_JOB_URI_V2").is_some();
+                let uses_v2 = var(lookup, vars::GET_JOB_URI_V2).is_some();
                 if !uses_v2 {
                     problems.push(Problem {
-                        var: "MODULE_AUTH_TOKEN".to_owned(),
+                        var: vars::MODULE_AUTH_TOKEN.to_owned(),
                         message: "not set: the runtime requires the Module-Auth-Token header"
                             .to_owned(),
                     });
@@ -272,7 +273,10 @@ impl RuntimeConfig {
         };
 
         let mut trusted_cas = Vec::new();
-        for ca_var in ["DEFAULT_CA_PATH", "CONNECTIONS_TO_OTHER_PODS_CA_PATH"] {
+        for ca_var in [
+            vars::DEFAULT_CA_PATH,
+            vars::CONNECTIONS_TO_OTHER_PODS_CA_PATH,
+        ] {
             if let Some(path) = var(lookup, ca_var) {
                 match read_ca_file(ca_var, Path::new(&path)) {
                     Ok(ca) => trusted_cas.push(ca),
@@ -288,7 +292,7 @@ impl RuntimeConfig {
             && !problems.iter().any(|p| p.var.ends_with("CA_PATH"))
         {
             problems.push(Problem {
-                var: "DEFAULT_CA_PATH".to_owned(),
+                var: vars::DEFAULT_CA_PATH.to_owned(),
                 message: "not set: an https runtime URI needs the runtime's CA (set \
                           DEFAULT_CA_PATH or CONNECTIONS_TO_OTHER_PODS_CA_PATH)"
                     .to_owned(),
@@ -308,7 +312,7 @@ impl RuntimeConfig {
                 }
             },
         };
-        let session_id = var(lookup, "COMPUTE_SESSION_ID");
+        let session_id = var(lookup, vars::COMPUTE_SESSION_ID);
 
         match (get_job_uri, post_result_uri) {
             (Some(get_job_uri), Some(post_result_uri)) if problems.is_empty() => Ok(Self {
@@ -335,8 +339,8 @@ fn runtime_base(
     lookup: &dyn Fn(&str) -> Option<String>,
     _problems: &mut [Problem],
 ) -> Option<String> {
-    let host = var(lookup, "RUNTIME_HOST").or_else(|| var(lookup, "SERVICE_HOST"));
-    let port = var(lookup, "RUNTIME_PORT").or_else(|| var(lookup, "SERVICE_PORT"));
+    let host = var(lookup, vars::RUNTIME_HOST).or_else(|| var(lookup, vars::SERVICE_HOST));
+    let port = var(lookup, vars::RUNTIME_PORT).or_else(|| var(lookup, vars::SERVICE_PORT));
     match (host, port) {
         (Some(h), Some(p)) => Some(format!("https://{h}:{}", p.trim())),
         _ => var(lookup, "RUNTIME_API")

@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The variable naming the discovery file.
-pub const DISCOVERY_VAR: &str = "FOUNDRY_SERVICE_DISCOVERY_V2";
+pub const DISCOVERY_VAR: &str = crate::env::vars::FOUNDRY_SERVICE_DISCOVERY_V2;
 
 /// A Foundry service with a well-known discovery key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -22,6 +22,7 @@
 //! `auth_header`, `credential`, `client_secret`) are replaced by `<redacted>`, and
 //! [`Secret`](crate::Secret) values print as `<redacted>` anyway.
 
+use crate::env::vars;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -45,8 +46,8 @@ pub enum LogFormat {
 
 /// The env filter: `CMOD_LOG`, else `RUST_LOG`, else `info`.
 pub(crate) fn env_filter() -> EnvFilter {
-    let directives = crate::env::var("CMOD_LOG")
-        .or_else(|| crate::env::var("RUST_LOG"))
+    let directives = crate::env::var(vars::CMOD_LOG)
+        .or_else(|| crate::env::var(vars::RUST_LOG))
         .unwrap_or_else(|| "info".to_owned());
     EnvFilter::try_new(&directives).unwrap_or_else(|e| {
         eprintln!("ignoring invalid log filter `{directives}`: {e}; using `info`");
@@ -62,7 +63,7 @@ pub fn init(format: LogFormat) {
             let installed = tracing_subscriber::registry()
                 .with(SlsLayer::new(
                     std::io::stdout,
-                    crate::env::var("COMPUTE_SESSION_ID"),
+                    crate::env::var(vars::COMPUTE_SESSION_ID),
                 ))
                 .with(filter)
                 .try_init();
@@ -77,7 +78,7 @@ pub fn init(format: LogFormat) {
                     .with_target(false)
                     .with_ansi(colours(
                         std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                        crate::env::var("NO_COLOR"),
+                        crate::env::var(vars::NO_COLOR),
                     ))
                     .with_writer(std::io::stderr)
                     .compact(),

@@ -22,11 +22,11 @@ pub use oauth::AppTokenProvider;
 use crate::secret::Secret;
 
 /// The variable naming the pipeline token file.
-pub const PIPELINE_TOKEN_VAR: &str = "BUILD2_TOKEN";
+pub const PIPELINE_TOKEN_VAR: &str = crate::env::vars::BUILD2_TOKEN;
 /// The variable holding the application's OAuth2 client id.
-pub const CLIENT_ID_VAR: &str = "CLIENT_ID";
+pub const CLIENT_ID_VAR: &str = crate::env::vars::CLIENT_ID;
 /// The variable holding the application's OAuth2 client secret.
-pub const CLIENT_SECRET_VAR: &str = "CLIENT_SECRET";
+pub const CLIENT_SECRET_VAR: &str = crate::env::vars::CLIENT_SECRET;
 
 /// Why a credential is unavailable or was refused. Messages name the mode, the variables and the
 /// endpoint involved, and never contain a secret.

@@ -61,9 +61,9 @@ pub use errors::{ApiError, FoundryError};
 pub use request::FoundryRequest;
 
 /// The variable holding the Foundry stack hostname (set with "Add Foundry URL").
-pub const FOUNDRY_URL_VAR: &str = "FOUNDRY_URL";
+pub const FOUNDRY_URL_VAR: &str = crate::env::vars::FOUNDRY_URL;
 
 /// The variable overriding [`Timeouts::idle`] of Foundry clients, in seconds.
-pub const IDLE_TIMEOUT_VAR: &str = "CMOD_FOUNDRY_IDLE_TIMEOUT_SECS";
+pub const IDLE_TIMEOUT_VAR: &str = crate::env::vars::CMOD_FOUNDRY_IDLE_TIMEOUT_SECS;
 /// The variable overriding [`Timeouts::response`] of Foundry clients, in seconds.
-pub const RESPONSE_TIMEOUT_VAR: &str = "CMOD_FOUNDRY_RESPONSE_TIMEOUT_SECS";
+pub const RESPONSE_TIMEOUT_VAR: &str = crate::env::vars::CMOD_FOUNDRY_RESPONSE_TIMEOUT_SECS;

@@ -35,10 +35,10 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a body may make no progress: the runtime taking none of a result body, or sending
 /// none of a response body, for this many seconds (an idle limit, never a cap on a transfer).
-pub(crate) const IDLE_TIMEOUT_VAR: &str = "CMOD_RUNTIME_IDLE_TIMEOUT_SECS";
+pub(crate) const IDLE_TIMEOUT_VAR: &str = crate::env::vars::CMOD_RUNTIME_IDLE_TIMEOUT_SECS;
 /// How long the runtime may take to answer a result, schema or restart post once its body was
 /// sent, in seconds.
-pub(crate) const RESPONSE_TIMEOUT_VAR: &str = "CMOD_RUNTIME_RESPONSE_TIMEOUT_SECS";
+pub(crate) const RESPONSE_TIMEOUT_VAR: &str = crate::env::vars::CMOD_RUNTIME_RESPONSE_TIMEOUT_SECS;
 /// How many times a result post is tried before the fallback error result.
 const RESULT_ATTEMPTS: u32 = 5;
 /// How many times the fallback error result is tried.

@@ -20,7 +20,7 @@ use crate::config::RuntimeConfig;
 /// default before killing the container; this leaves room to post the results.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(25);
 /// Environment variable overriding the grace period, in seconds.
-pub const GRACE_PERIOD_VAR: &str = "CMOD_SHUTDOWN_GRACE_SECS";
+pub const GRACE_PERIOD_VAR: &str = crate::env::vars::CMOD_SHUTDOWN_GRACE_SECS;
 
 /// Serves registered functions against a compute-module runtime.
 ///

@@ -42,7 +42,7 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
         .schemas()
         .map_err(crate::functions::registry::RegistryError::from)?;
 
-    let invoke_port = match crate::env::var("CMOD_LOCAL_PORT") {
+    let invoke_port = match crate::env::var(crate::env::vars::CMOD_LOCAL_PORT) {
         Some(p) => p.trim().parse::<u16>().map_err(|_| {
             crate::Error::Usage(format!("CMOD_LOCAL_PORT=`{p}` is not a port number"))
         })?,
@@ -75,7 +75,7 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
     // The module's environment: the local runtime's and the local Foundry's variables (OAuth
     // client, discovery, sources), over the process environment.
     let mut overlay = foundry.env();
-    overlay.retain(|(k, _)| k != "DEFAULT_CA_PATH");
+    overlay.retain(|(k, _)| k != crate::env::vars::DEFAULT_CA_PATH);
     overlay.extend(runtime.env());
     crate::env::install_overlay(overlay);
     let config = RuntimeConfig::from_env()?;

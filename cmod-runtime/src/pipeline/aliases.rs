@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::config::Problem;
 
 /// The variable naming the alias map file.
-pub const RESOURCE_ALIAS_MAP_VAR: &str = "RESOURCE_ALIAS_MAP";
+pub const RESOURCE_ALIAS_MAP_VAR: &str = crate::env::vars::RESOURCE_ALIAS_MAP;
 
 /// The branch used when the alias map gives none.
 pub const DEFAULT_BRANCH: &str = "master";

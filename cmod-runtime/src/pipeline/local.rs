@@ -16,7 +16,7 @@ use cmod_local::foundry::{
 use super::{PipelineDef, ResourceKind};
 
 /// The variable naming the local data directory.
-pub(crate) const LOCAL_DATA_VAR: &str = "CMOD_LOCAL_DATA";
+pub(crate) const LOCAL_DATA_VAR: &str = crate::env::vars::CMOD_LOCAL_DATA;
 
 /// The local data directory: `CMOD_LOCAL_DATA`, or `./cmod-local-data`.
 pub(crate) fn local_data_dir() -> PathBuf {

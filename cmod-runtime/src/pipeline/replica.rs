@@ -28,7 +28,7 @@ use super::PipelineDef;
 
 /// The variable that chooses what a replica does after a successful run (`exit` |
 /// `stay_alive`); it overrides `#[pipeline(after_success = …)]`.
-pub const AFTER_SUCCESS_VAR: &str = "CMOD_PIPELINE_AFTER_SUCCESS";
+pub const AFTER_SUCCESS_VAR: &str = crate::env::vars::CMOD_PIPELINE_AFTER_SUCCESS;
 
 /// What the process does once the pipeline completed successfully.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -186,9 +186,9 @@ const SOURCE_TIMEOUTS: crate::transport::Timeouts = crate::transport::Timeouts {
     idle: Duration::from_secs(30),
 };
 /// The variable overriding the idle limit of source clients, in seconds.
-pub const SOURCE_IDLE_TIMEOUT_VAR: &str = "CMOD_SOURCE_IDLE_TIMEOUT_SECS";
+pub const SOURCE_IDLE_TIMEOUT_VAR: &str = crate::env::vars::CMOD_SOURCE_IDLE_TIMEOUT_SECS;
 /// The variable overriding the response-header limit of source clients, in seconds.
-pub const SOURCE_RESPONSE_TIMEOUT_VAR: &str = "CMOD_SOURCE_RESPONSE_TIMEOUT_SECS";
+pub const SOURCE_RESPONSE_TIMEOUT_VAR: &str = crate::env::vars::CMOD_SOURCE_RESPONSE_TIMEOUT_SECS;
 /// Redirects a [`SourceRequest`] follows at most.
 const MAX_REDIRECTS: usize = 10;
 

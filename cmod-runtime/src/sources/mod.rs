@@ -39,9 +39,9 @@ pub use config::{
 pub use error::{SourceError, SourceRequestError};
 
 /// The variable naming the secrets file.
-pub const SOURCE_CREDENTIALS_VAR: &str = "SOURCE_CREDENTIALS";
+pub const SOURCE_CREDENTIALS_VAR: &str = crate::env::vars::SOURCE_CREDENTIALS;
 /// The variable naming the source configurations file.
-pub const SOURCE_CONFIGURATIONS_VAR: &str = "SOURCE_CONFIGURATIONS_PATH";
+pub const SOURCE_CONFIGURATIONS_VAR: &str = crate::env::vars::SOURCE_CONFIGURATIONS_PATH;
 
 /// A source (and secrets) the module cannot run without, declared with
 /// [`require_source!`](crate::require_source). Checked at startup by

@@ -35,11 +35,14 @@ impl PlatformCas {
     /// The certificates of `DEFAULT_CA_PATH`, when set; an error names the variable and the
     /// file.
     pub(crate) fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
-        match crate::config::var(lookup, "DEFAULT_CA_PATH") {
+        match crate::config::var(lookup, crate::env::vars::DEFAULT_CA_PATH) {
             None => Ok(Self(Vec::new())),
-            Some(path) => crate::config::read_ca_file("DEFAULT_CA_PATH", Path::new(path.trim()))
-                .map(|ca| Self(ca.certs))
-                .map_err(|p| format!("{}: {}", p.var, p.message)),
+            Some(path) => crate::config::read_ca_file(
+                crate::env::vars::DEFAULT_CA_PATH,
+                Path::new(path.trim()),
+            )
+            .map(|ca| Self(ca.certs))
+            .map_err(|p| format!("{}: {}", p.var, p.message)),
         }
     }
 
