@@ -130,3 +130,184 @@ pub mod reference {
         pub maybe: Option<String>,
     }
 }
+
+/// A module process run by a test: its stdout and stderr collected as they come, every wait
+/// bounded. Shared by the pipeline suites (replica lifecycle, followed streams). Test support:
+/// a failed expectation panics (a failed test).
+#[allow(clippy::expect_used)]
+pub mod child {
+    use std::process::{ExitStatus, Stdio};
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::{Duration, Instant};
+
+    use tokio::io::AsyncBufReadExt as _;
+
+    /// Every wait of these helpers is bounded by this.
+    pub const LIMIT: Duration = Duration::from_secs(120);
+
+    /// A running child process and everything it printed so far.
+    #[derive(Debug)]
+    pub struct LoggedChild {
+        /// The process.
+        pub child: tokio::process::Child,
+        log: Arc<Mutex<String>>,
+    }
+
+    impl LoggedChild {
+        /// Spawns `cmd` (stdin closed, stdout and stderr piped and collected, killed on drop).
+        ///
+        /// # Panics
+        /// If the process cannot be spawned (a test failure).
+        pub fn spawn(cmd: &mut tokio::process::Command) -> LoggedChild {
+            let mut child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot spawn the module: {e}"));
+            let log = Arc::new(Mutex::new(String::new()));
+            let pipes: [Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>; 2] = [
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            ];
+            for pipe in pipes.into_iter().flatten() {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut lines = tokio::io::BufReader::new(pipe).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let mut l = log.lock().unwrap_or_else(PoisonError::into_inner);
+                        l.push_str(&line);
+                        l.push('\n');
+                    }
+                });
+            }
+            LoggedChild { child, log }
+        }
+
+        /// Everything printed so far (stdout and stderr, line by line).
+        pub fn log(&self) -> String {
+            self.log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }
+
+        /// Waits (bounded) until the log contains `text`.
+        ///
+        /// # Panics
+        /// If the process exits first, or the bound passes.
+        pub async fn wait_log(&mut self, text: &str) {
+            let deadline = Instant::now() + LIMIT;
+            while !self.log().contains(text) {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    // Let the readers drain the last lines.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if self.log().contains(text) {
+                        return;
+                    }
+                    panic!(
+                        "the module exited ({status}) before logging `{text}`:\n{}",
+                        self.log()
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no `{text}` in the log in time:\n{}",
+                    self.log()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        /// Sends `signal` (`TERM`, `KILL`, …) with `kill`.
+        ///
+        /// # Panics
+        /// If the process is gone or `kill` fails.
+        pub fn signal(&self, signal: &str) {
+            let pid = self.child.id().expect("the module is running");
+            let ok = std::process::Command::new("kill")
+                .args([format!("-{signal}"), pid.to_string()])
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+            assert!(ok.success(), "kill -{signal} {pid} failed");
+        }
+
+        /// Waits (bounded) for the exit status.
+        ///
+        /// # Panics
+        /// If the process does not exit within [`LIMIT`].
+        pub async fn wait(&mut self) -> ExitStatus {
+            tokio::time::timeout(LIMIT, self.child.wait())
+                .await
+                .expect("the module did not exit in time")
+                .unwrap_or_else(|e| panic!("waiting for the module: {e}"))
+        }
+
+        /// The exit status (bounded) and the whole log.
+        pub async fn finish(mut self) -> (ExitStatus, String) {
+            let status = self.wait().await;
+            // Let the log readers drain the pipes.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            (status, self.log())
+        }
+
+        /// SIGTERM, then [`LoggedChild::finish`].
+        pub async fn terminate(self) -> (ExitStatus, String) {
+            self.signal("TERM");
+            self.finish().await
+        }
+    }
+}
+
+/// A local Foundry for the pipeline suites, in a temporary directory.
+pub mod foundry {
+    use std::sync::Arc;
+
+    use cmod_local::foundry::{
+        DataOptions, DataStore, LocalFoundry, LocalFoundryOptions, TransactionStatus,
+    };
+    use cmod_local::tls::LocalCa;
+
+    /// Starts a local Foundry whose files and data live in a fresh temporary directory (kept
+    /// alive by the returned guard), trusting `ca` if given.
+    ///
+    /// # Panics
+    /// If the directory or the servers cannot be created (a test failure).
+    pub async fn start(
+        data: DataOptions,
+        ca: Option<Arc<LocalCa>>,
+    ) -> (LocalFoundry, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+        let foundry = LocalFoundry::start(LocalFoundryOptions {
+            dir: Some(dir.path().join("foundry")),
+            data: DataOptions {
+                dir: Some(dir.path().join("data")),
+                ..data
+            },
+            ca,
+            ..LocalFoundryOptions::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the local Foundry: {e}"));
+        (foundry, dir)
+    }
+
+    /// The statuses of a dataset's transactions, newest first.
+    ///
+    /// # Panics
+    /// If the dataset does not exist.
+    pub fn statuses(data: &DataStore, rid: &str) -> Vec<TransactionStatus> {
+        data.transactions(rid)
+            .unwrap_or_else(|e| panic!("transactions of {rid}: {e}"))
+            .into_iter()
+            .map(|t| t.status)
+            .collect()
+    }
+}

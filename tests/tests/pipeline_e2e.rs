@@ -18,8 +18,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use cmod_local::foundry::{
-    DataOptions, LocalFoundry, LocalFoundryOptions, PipelineResource, ResourceKind, TokenGrant,
-    TransactionStatus, TransactionType,
+    DataOptions, LocalFoundry, PipelineResource, ResourceKind, TokenGrant, TransactionStatus,
+    TransactionType,
 };
 use cmod_runtime::auth::Credentials;
 use cmod_runtime::foundry::FoundryClient;
@@ -51,28 +51,12 @@ impl Env {
 
     /// Statuses of the dataset's transactions, newest first.
     fn statuses(&self, rid: &str) -> Vec<TransactionStatus> {
-        self.data()
-            .transactions(rid)
-            .unwrap()
-            .into_iter()
-            .map(|t| t.status)
-            .collect()
+        cmod_tests::foundry::statuses(self.data(), rid)
     }
 }
 
 async fn foundry(data: DataOptions) -> (LocalFoundry, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let foundry = LocalFoundry::start(LocalFoundryOptions {
-        dir: Some(dir.path().join("foundry")),
-        data: DataOptions {
-            dir: Some(dir.path().join("data")),
-            ..data
-        },
-        ..LocalFoundryOptions::default()
-    })
-    .await
-    .unwrap();
-    (foundry, dir)
+    cmod_tests::foundry::start(data, None).await
 }
 
 /// A local Foundry with the given resources and the pipeline variables for them.

@@ -9,15 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cmod_local::foundry::{
-    DataOptions, DataStore, LocalFoundry, LocalFoundryOptions, PipelineResource, ResourceKind,
-};
+use cmod_local::foundry::{DataOptions, DataStore, LocalFoundry, PipelineResource, ResourceKind};
+use cmod_tests::child::LoggedChild;
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
 
 const EVENTS: &str = "ri.foundry.main.dataset.events";
 const ENRICHED: &str = "ri.foundry.main.dataset.enriched";
@@ -33,17 +29,7 @@ struct Env {
 
 impl Env {
     async fn new(data: DataOptions) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let foundry = LocalFoundry::start(LocalFoundryOptions {
-            dir: Some(dir.path().join("foundry")),
-            data: DataOptions {
-                dir: Some(dir.path().join("data")),
-                ..data
-            },
-            ..LocalFoundryOptions::default()
-        })
-        .await
-        .unwrap();
+        let (foundry, dir) = cmod_tests::foundry::start(data, None).await;
         foundry.data().create_stream(EVENTS).unwrap();
         foundry.data().create_stream(ENRICHED).unwrap();
         let vars = foundry
@@ -124,90 +110,15 @@ fn event(id: u64) -> Value {
 }
 
 /// A running example process; its stdout and stderr are collected.
-struct Module {
-    child: tokio::process::Child,
-    log: Arc<Mutex<String>>,
-}
+type Module = LoggedChild;
 
-impl Module {
-    fn spawn(env: &Env, extra: &[(&str, &str)]) -> Module {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_example-pipeline-follow"))
+fn spawn(env: &Env, extra: &[(&str, &str)]) -> Module {
+    LoggedChild::spawn(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_example-pipeline-follow"))
             .env_clear()
             .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .envs(extra.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        for pipe in [
-            Box::new(out) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-            Box::new(err),
-        ] {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut lines = tokio::io::BufReader::new(pipe).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
-        Module { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until the log contains `text`.
-    async fn wait_log(&mut self, text: &str) {
-        let deadline = Instant::now() + LIMIT;
-        while !self.log().contains(text) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "the module exited ({status}) before logging `{text}`:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{text}` in the log in time:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("the module is running");
-        let ok = std::process::Command::new("kill")
-            .args([format!("-{signal}"), pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    async fn wait(&mut self) -> ExitStatus {
-        tokio::time::timeout(LIMIT, self.child.wait())
-            .await
-            .expect("the module did not exit in time")
-            .unwrap()
-    }
-
-    /// SIGTERM, then the exit status (and the log).
-    async fn terminate(mut self) -> (ExitStatus, String) {
-        self.signal("TERM");
-        let status = self.wait().await;
-        // Let the log readers drain the pipes.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        (status, self.log())
-    }
+            .envs(extra.iter().copied()),
+    )
 }
 
 /// How many times each id appears.
@@ -223,7 +134,7 @@ fn counts(ids: &[u64]) -> BTreeMap<u64, usize> {
 async fn a_followed_stream_picks_up_records_appended_after_start_without_busy_polling() {
     let env = Env::new(DataOptions::default()).await;
     env.append(0..3).await;
-    let mut module = Module::spawn(&env, &[]);
+    let mut module = spawn(&env, &[]);
     env.wait_output(3, &mut module).await;
 
     // Idle: polling backs off (100 ms doubling to 2 s), it does not spin.
@@ -267,7 +178,7 @@ async fn a_module_killed_mid_stream_resumes_without_loss_and_at_most_one_batch_t
     let batch = BATCH.to_string();
     let opts = [("FOLLOW_BATCH_SIZE", batch.as_str())];
 
-    let mut first = Module::spawn(&env, &opts);
+    let mut first = spawn(&env, &opts);
     env.wait_output(3000, &mut first).await;
     // Kill it in the window the guarantee is about: a batch's outputs are published and its
     // commit is under way (held back by 503s, which the module retries).
@@ -292,7 +203,7 @@ async fn a_module_killed_mid_stream_resumes_without_loss_and_at_most_one_batch_t
     // Here exactly that batch: published, not committed.
     assert_eq!(published, committed + BATCH);
 
-    let mut second = Module::spawn(&env, &opts);
+    let mut second = spawn(&env, &opts);
     second.wait_log("following stream").await;
     env.wait_output((TOTAL + published - committed) as usize, &mut second)
         .await;
@@ -325,7 +236,7 @@ async fn sigterm_mid_stream_exits_0_commits_what_was_published_and_loses_nothing
     env.append(0..TOTAL).await;
     let opts = [("FOLLOW_BATCH_SIZE", "100")];
 
-    let mut first = Module::spawn(&env, &opts);
+    let mut first = spawn(&env, &opts);
     env.wait_output(2000, &mut first).await;
     let (status, log) = first.terminate().await;
     assert!(status.success(), "SIGTERM must exit 0 ({status}):\n{log}");
@@ -338,7 +249,7 @@ async fn sigterm_mid_stream_exits_0_commits_what_was_published_and_loses_nothing
     assert_eq!(env.output_ids(), (0..published).collect::<Vec<_>>());
 
     // The next replica continues exactly there.
-    let mut second = Module::spawn(&env, &opts);
+    let mut second = spawn(&env, &opts);
     env.wait_output(TOTAL as usize, &mut second).await;
     let (status, log) = second.terminate().await;
     assert!(status.success(), "{status}:\n{log}");
@@ -353,7 +264,7 @@ async fn without_the_high_scale_api_the_seed_stream_proxy_endpoints_are_used() {
     })
     .await;
     env.append(0..3).await;
-    let mut module = Module::spawn(&env, &[]);
+    let mut module = spawn(&env, &[]);
     env.wait_output(3, &mut module).await;
     env.append(3..5).await;
     env.wait_output(5, &mut module).await;
@@ -381,7 +292,7 @@ async fn without_subscribers_the_chosen_start_position_is_used_and_a_warning_say
     env.append(0..3).await;
 
     // `latest`: only what is published after the start.
-    let mut module = Module::spawn(&env, &[("FOLLOW_START", "latest")]);
+    let mut module = spawn(&env, &[("FOLLOW_START", "latest")]);
     module.wait_log("following stream").await;
     env.append(3..5).await;
     env.wait_output(2, &mut module).await;
@@ -397,7 +308,7 @@ async fn without_subscribers_the_chosen_start_position_is_used_and_a_warning_say
     assert!(warnings[0].contains("latest"), "{}", warnings[0]);
 
     // `earliest`: everything, again (nothing was committed).
-    let mut module = Module::spawn(&env, &[("FOLLOW_START", "earliest")]);
+    let mut module = spawn(&env, &[("FOLLOW_START", "earliest")]);
     env.wait_output(2 + 5, &mut module).await;
     let (status, log) = module.terminate().await;
     assert!(status.success(), "{status}:\n{log}");
@@ -507,7 +418,7 @@ async fn following_a_million_records_keeps_memory_flat() {
     };
     write(0..TOTAL / 2);
     let started = Instant::now();
-    let mut module = Module::spawn(&env, &[]);
+    let mut module = spawn(&env, &[]);
     let pid = module.child.id().unwrap();
     env.wait_output(100_000, &mut module).await;
     let rss_early = peak_rss_kib(pid).unwrap();

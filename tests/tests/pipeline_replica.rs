@@ -10,16 +10,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
 use std::collections::HashMap;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cmod_local::foundry::{
-    DataOptions, LocalFoundry, LocalFoundryOptions, PipelineResource, ResourceKind,
-    TransactionStatus, TransactionType,
+    DataOptions, LocalFoundry, PipelineResource, ResourceKind, TransactionStatus, TransactionType,
 };
 use cmod_local::{LocalRuntime, LocalRuntimeOptions};
 use cmod_runtime::pipeline::{PipelineError, run_pipeline_with};
 use cmod_runtime::{DatasetInput, DatasetOutput, pipeline};
+use cmod_tests::child::LoggedChild;
 use tokio::sync::Notify;
 
 const IN: &str = "ri.foundry.main.dataset.in";
@@ -41,12 +40,7 @@ impl Env {
 
     /// Statuses of the dataset's transactions, newest first.
     fn statuses(&self, rid: &str) -> Vec<TransactionStatus> {
-        self.data()
-            .transactions(rid)
-            .unwrap()
-            .into_iter()
-            .map(|t| t.status)
-            .collect()
+        cmod_tests::foundry::statuses(self.data(), rid)
     }
 }
 
@@ -55,18 +49,7 @@ async fn env_with(
     ca: Option<std::sync::Arc<cmod_local::tls::LocalCa>>,
     aliases: (&str, &str),
 ) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let foundry = LocalFoundry::start(LocalFoundryOptions {
-        dir: Some(dir.path().join("foundry")),
-        data: DataOptions {
-            dir: Some(dir.path().join("data")),
-            ..data
-        },
-        ca,
-        ..LocalFoundryOptions::default()
-    })
-    .await
-    .unwrap();
+    let (foundry, dir) = cmod_tests::foundry::start(data, ca).await;
     foundry.data().create_dataset(IN).unwrap();
     foundry.data().create_dataset(OUT).unwrap();
     let env = foundry
@@ -131,82 +114,8 @@ async fn copy_files(raw: &DatasetInput, copy: &DatasetOutput) -> Result<(), Pipe
 
 fn example() -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_example-pipeline-datasets"));
-    cmd.env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.env_clear();
     cmd
-}
-
-/// Collects a child's stdout and stderr lines as they come.
-struct Output(std::sync::Arc<std::sync::Mutex<String>>);
-
-impl Output {
-    fn collect(child: &mut tokio::process::Child) -> Output {
-        use tokio::io::AsyncBufReadExt as _;
-        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let out = child.stdout.take().unwrap();
-        let err = child.stderr.take().unwrap();
-        for reader in [
-            Box::new(out) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-            Box::new(err),
-        ] {
-            let text = text.clone();
-            tokio::spawn(async move {
-                let mut lines = tokio::io::BufReader::new(reader).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut t = text.lock().unwrap();
-                    t.push_str(&line);
-                    t.push('\n');
-                }
-            });
-        }
-        Output(text)
-    }
-
-    fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
-    }
-
-    async fn wait_for(&self, what: &str, child: &mut tokio::process::Child) {
-        let deadline = Instant::now() + LIMIT;
-        while !self.text().contains(what) {
-            if let Some(status) = child.try_wait().unwrap() {
-                // Give the readers a moment to drain the last lines.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if self.text().contains(what) {
-                    return;
-                }
-                panic!(
-                    "the module exited ({status}) before logging `{what}`:\n{}",
-                    self.text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{what}` in time:\n{}",
-                self.text()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-fn sigterm(child: &tokio::process::Child) {
-    let pid = child.id().unwrap();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-}
-
-async fn wait_exit(child: &mut tokio::process::Child) -> std::process::ExitStatus {
-    tokio::time::timeout(LIMIT, child.wait())
-        .await
-        .expect("the module did not exit in time")
-        .unwrap()
 }
 
 const COMPLETED: &str = "pipeline completed; this replica stays alive";
@@ -214,53 +123,49 @@ const COMPLETED: &str = "pipeline completed; this replica stays alive";
 #[tokio::test]
 async fn a_successful_pipeline_stays_alive_until_sigterm_and_is_not_rerun() {
     let env = orders_env().await;
-    let mut child = example().envs(&env.vars).spawn().unwrap();
-    let out = Output::collect(&mut child);
-    out.wait_for(COMPLETED, &mut child).await;
+    let mut child = LoggedChild::spawn(example().envs(&env.vars));
+    child.wait_log(COMPLETED).await;
     assert_eq!(env.statuses(OUT), [TransactionStatus::Committed]);
     // Still running a while later, and the output was written once.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.child.try_wait().unwrap().is_none(),
         "the replica exited after success:\n{}",
-        out.text()
+        child.log()
     );
     assert_eq!(env.statuses(OUT), [TransactionStatus::Committed]);
-    assert_eq!(out.text().matches(COMPLETED).count(), 1, "{}", out.text());
-    sigterm(&child);
-    let status = wait_exit(&mut child).await;
-    assert!(status.success(), "{status}:\n{}", out.text());
+    assert_eq!(child.log().matches(COMPLETED).count(), 1, "{}", child.log());
+    let (status, log) = child.terminate().await;
+    assert!(status.success(), "{status}:\n{log}");
     assert_eq!(env.statuses(OUT), [TransactionStatus::Committed]);
 }
 
 #[tokio::test]
 async fn after_success_exit_exits_at_once() {
     let env = orders_env().await;
-    let mut child = example()
-        .envs(&env.vars)
-        .env("CMOD_PIPELINE_AFTER_SUCCESS", "exit")
-        .spawn()
-        .unwrap();
-    let out = Output::collect(&mut child);
-    let status = wait_exit(&mut child).await;
-    assert!(status.success(), "{status}:\n{}", out.text());
+    let mut child = LoggedChild::spawn(
+        example()
+            .envs(&env.vars)
+            .env("CMOD_PIPELINE_AFTER_SUCCESS", "exit"),
+    );
+    let status = child.wait().await;
+    assert!(status.success(), "{status}:\n{}", child.log());
     assert_eq!(env.statuses(OUT), [TransactionStatus::Committed]);
-    assert!(!out.text().contains(COMPLETED), "{}", out.text());
+    assert!(!child.log().contains(COMPLETED), "{}", child.log());
 }
 
 #[tokio::test]
 async fn an_invalid_after_success_value_is_a_startup_error() {
     let env = orders_env().await;
-    let mut child = example()
-        .envs(&env.vars)
-        .env("CMOD_PIPELINE_AFTER_SUCCESS", "forever")
-        .spawn()
-        .unwrap();
-    let out = Output::collect(&mut child);
-    let status = wait_exit(&mut child).await;
+    let mut child = LoggedChild::spawn(
+        example()
+            .envs(&env.vars)
+            .env("CMOD_PIPELINE_AFTER_SUCCESS", "forever"),
+    );
+    let status = child.wait().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!status.success());
-    let text = out.text();
+    let text = child.log();
     assert!(
         text.contains("CMOD_PIPELINE_AFTER_SUCCESS") && text.contains("forever"),
         "{text}"
@@ -280,12 +185,11 @@ async fn a_failed_pipeline_aborts_and_exits_non_zero_instead_of_staying_alive() 
             b"region,product,quantity\nwest,apples\n",
         )
         .unwrap();
-    let mut child = example().envs(&env.vars).spawn().unwrap();
-    let out = Output::collect(&mut child);
-    let status = wait_exit(&mut child).await;
-    assert!(!status.success(), "{}", out.text());
+    let mut child = LoggedChild::spawn(example().envs(&env.vars));
+    let status = child.wait().await;
+    assert!(!status.success(), "{}", child.log());
     assert_eq!(env.statuses(OUT), [TransactionStatus::Aborted]);
-    assert!(!out.text().contains(COMPLETED), "{}", out.text());
+    assert!(!child.log().contains(COMPLETED), "{}", child.log());
 }
 
 #[tokio::test]
@@ -301,9 +205,8 @@ async fn with_functions_variables_the_replica_answers_jobs_with_an_error() {
     seed_orders(&env);
     let mut vars = env.vars.clone();
     vars.extend(runtime.env());
-    let mut child = example().envs(&vars).spawn().unwrap();
-    let out = Output::collect(&mut child);
-    out.wait_for(COMPLETED, &mut child).await;
+    let mut child = LoggedChild::spawn(example().envs(&vars));
+    child.wait_log(COMPLETED).await;
     for _ in 0..2 {
         let job = runtime.enqueue("add", serde_json::json!({"a": 1}));
         let result = runtime.wait_result(&job, LIMIT).await.unwrap();
@@ -315,11 +218,10 @@ async fn with_functions_variables_the_replica_answers_jobs_with_an_error() {
             "{body}"
         );
     }
-    assert!(child.try_wait().unwrap().is_none(), "{}", out.text());
+    assert!(child.child.try_wait().unwrap().is_none(), "{}", child.log());
     assert_eq!(env.statuses(OUT), [TransactionStatus::Committed]);
-    sigterm(&child);
-    let status = wait_exit(&mut child).await;
-    assert!(status.success(), "{status}:\n{}", out.text());
+    let (status, log) = child.terminate().await;
+    assert!(status.success(), "{status}:\n{log}");
 }
 
 // ---- build token rotation (in process) ------------------------------------------------------
