@@ -188,3 +188,27 @@ async fn a_bad_switch_value_is_refused_with_the_variable_named() {
     assert!(text.contains("sometimes"), "{text}");
     assert_eq!(rt.stats().polls, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_option_failing_polls_back_off_together_and_recover() {
+    let rt = runtime(4).await;
+    rt.faults().fail_all_polls(Some(503));
+    let mut module = start_module(&rt, &[("CMOD_CONCURRENT_POLLS", "1")]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    let start_polls = rt.stats().polls;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let polls = rt.stats().polls - start_polls;
+    // Rounds of up to 4 polls, 100 ms, 200, 400, 800, 1600 … apart: about 20 in 3 s; a busy
+    // loop would make thousands.
+    assert!((2..=28).contains(&polls), "{polls} polls in 3 s");
+    rt.faults().fail_all_polls(None);
+    let r = rt.call("add", json!({"x": 1, "y": 2}), WAIT).await.unwrap();
+    assert_eq!(
+        r.json().unwrap(),
+        json!(3),
+        "recovers when the runtime does"
+    );
+    sigterm(&module);
+    let status = wait_exit(&mut module).await;
+    assert!(status.success(), "exit status {status:?}");
+}

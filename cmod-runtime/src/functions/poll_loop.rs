@@ -194,10 +194,12 @@ impl PollLoop<'_> {
                 biased;
                 _ = &mut *shutdown => break,
                 Some((permit, polled)) = polls.next(), if !polls.is_empty() => {
-                    if let Some(delay) =
-                        self.handle(polled, permit, &mut jobs, &mut backoff, &mut connected)
-                    {
-                        resume_at = Some(tokio::time::Instant::now() + delay);
+                    let failed =
+                        self.handle(polled, permit, &mut jobs, &mut backoff, &mut connected);
+                    // Polls failing together (the runtime went away) back off once, not once
+                    // each: the delay grows by one step per round of polls.
+                    if failed && resume_at.is_none() {
+                        resume_at = Some(tokio::time::Instant::now() + backoff.next_delay());
                     }
                 }
                 permit = next_start => {
@@ -227,7 +229,7 @@ impl PollLoop<'_> {
     }
 
     /// Acts on one poll's outcome: a job is spawned holding `permit`; on an empty or failed poll
-    /// the permit is given back. Returns the delay before polling again after a failure.
+    /// the permit is given back. Returns whether the poll failed.
     fn handle(
         &mut self,
         polled: Result<Polled, ClientError>,
@@ -235,7 +237,7 @@ impl PollLoop<'_> {
         jobs: &mut JoinSet<()>,
         backoff: &mut Backoff,
         connected: &mut bool,
-    ) -> Option<Duration> {
+    ) -> bool {
         let shared = self.shared;
         if polled.is_ok()
             && let Some(schemas) = self.schemas_pending.take()
@@ -256,14 +258,14 @@ impl PollLoop<'_> {
                         "job `{}` cannot be answered and is not run: {e}",
                         job.job_id
                     );
-                    return None;
+                    return false;
                 }
                 let shared = Arc::clone(shared);
                 jobs.spawn(async move {
                     run_job(&shared, job).await;
                     drop(permit);
                 });
-                None
+                false
             }
             Ok(Polled::Malformed { job_id, error }) => {
                 *connected = true;
@@ -278,17 +280,17 @@ impl PollLoop<'_> {
                     shared.client.deliver(&job_id, Err(e)).await;
                     drop(permit);
                 });
-                None
+                false
             }
             Ok(Polled::Empty) => {
                 *connected = true;
                 backoff.reset();
-                None
+                false
             }
             Err(e) => {
                 drop(permit);
                 log_poll_error(&e, *connected);
-                Some(backoff.next_delay())
+                true
             }
         }
     }
