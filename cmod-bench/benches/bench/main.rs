@@ -180,6 +180,12 @@ pub(crate) struct Results {
     pub(crate) stream: BTreeMap<&'static str, Vec<Duration>>,
     /// `sleep_ms` jobs at 8 slots, by the sleep (ms): jobs/s and module CPU.
     pub(crate) utilization: BTreeMap<u64, Throughput>,
+    /// Module CPU of the latency runs, by function (no rates).
+    pub(crate) latency_cpu: BTreeMap<&'static str, Throughput>,
+    /// Module CPU of the payload runs, by `MAX_CONCURRENT_TASKS` (no rates).
+    pub(crate) payload_cpu: BTreeMap<usize, Throughput>,
+    /// Module CPU of the streaming runs, by function; one "job" per streamed result (no rates).
+    pub(crate) stream_cpu: BTreeMap<&'static str, Throughput>,
 }
 
 /// One implementation under test, with what it runs and what it measured.
@@ -496,7 +502,7 @@ async fn phase(contenders: &mut [Contender], mct: usize) -> Result<(), BenchErro
         // Latency in blocks, interleaved like the rest.
         const BLOCKS: usize = 4;
         for block in 0..BLOCKS {
-            for (c, (rt, _)) in contenders.iter_mut().zip(&live) {
+            for (c, (rt, m)) in contenders.iter_mut().zip(&live) {
                 if !full(c) {
                     continue;
                 }
@@ -507,14 +513,18 @@ async fn phase(contenders: &mut [Contender], mct: usize) -> Result<(), BenchErro
                             &format!("latency `{f}`, {} sequential jobs", c.plan.latency_jobs),
                         );
                     }
+                    let cpu = m.cpu_time();
                     let samples = scenarios::latency(rt, f, c.plan.latency_jobs / BLOCKS).await?;
+                    let t = c.results.latency_cpu.entry(*f).or_default();
+                    t.cpu += m.cpu_time().saturating_sub(cpu);
+                    t.jobs += samples.len();
                     c.results.latency.entry(*f).or_default().extend(samples);
                 }
             }
         }
     }
     for rep in 0..most(contenders, |c| c.plan.payload_reps) {
-        for (c, (rt, _)) in contenders.iter_mut().zip(&live) {
+        for (c, (rt, m)) in contenders.iter_mut().zip(&live) {
             if !full(c) || rep >= c.plan.payload_reps {
                 continue;
             }
@@ -526,13 +536,17 @@ async fn phase(contenders: &mut [Contender], mct: usize) -> Result<(), BenchErro
                     rep + 1
                 ),
             );
+            let cpu = m.cpu_time();
             let rate = scenarios::payload(rt, &payload, c.plan.payload_jobs).await?;
+            let t = c.results.payload_cpu.entry(mct).or_default();
+            t.cpu += m.cpu_time().saturating_sub(cpu);
+            t.jobs += c.plan.payload_jobs;
             c.results.payload.entry(mct).or_default().push(rate);
         }
     }
     if mct == 1 {
         for rep in 0..most(contenders, |c| c.plan.stream_reps) {
-            for (c, (rt, _)) in contenders.iter_mut().zip(&live) {
+            for (c, (rt, m)) in contenders.iter_mut().zip(&live) {
                 if !full(c) || rep >= c.plan.stream_reps {
                     continue;
                 }
@@ -545,7 +559,11 @@ async fn phase(contenders: &mut [Contender], mct: usize) -> Result<(), BenchErro
                             rep + 1
                         ),
                     );
+                    let cpu = m.cpu_time();
                     let elapsed = scenarios::streaming(rt, f, c.plan.stream_items).await?;
+                    let t = c.results.stream_cpu.entry(*f).or_default();
+                    t.cpu += m.cpu_time().saturating_sub(cpu);
+                    t.jobs += 1;
                     c.results.stream.entry(*f).or_default().push(elapsed);
                 }
             }

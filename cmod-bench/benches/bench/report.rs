@@ -187,6 +187,21 @@ impl Report<'_> {
                 });
             }
         }
+        for f in [ADD_ASYNC, ADD] {
+            rows.push(Row {
+                figure: format!(
+                    "Module CPU time per job, {}, latency run (sequential jobs; user + system)",
+                    function_label(f)
+                ),
+                values: self.per_function(f, |r, f| {
+                    r.latency_cpu
+                        .get(f)
+                        .and_then(Throughput::cpu_per_job)
+                        .map(|d| d.as_secs_f64() * 1e6)
+                }),
+                format: micros,
+            });
+        }
         rows.push(Row {
             figure: format!(
                 "Time from spawn to first poll (median of {} for cmod and the baseline)",
@@ -227,6 +242,20 @@ impl Report<'_> {
                 format: one_decimal,
             });
         }
+        for mct in [1, 8] {
+            rows.push(Row {
+                figure: format!(
+                    "Module CPU time per 1 MB payload job, MAX_CONCURRENT_TASKS={mct} (user + system)"
+                ),
+                values: self.each(|r| {
+                    r.payload_cpu
+                        .get(&mct)
+                        .and_then(Throughput::cpu_per_job)
+                        .map(|d| d.as_secs_f64() * 1e6)
+                }),
+                format: micros,
+            });
+        }
         let items = thousands(plan.stream_items as f64);
         for f in [COUNT_STREAM, COUNT] {
             let stream =
@@ -253,6 +282,21 @@ impl Report<'_> {
                     r.stream
                         .get(f)
                         .and_then(|v| median_duration(v))
+                        .map(|d| d.as_secs_f64() * 1e3)
+                }),
+                format: millis,
+            });
+        }
+        for f in [COUNT_STREAM, COUNT] {
+            rows.push(Row {
+                figure: format!(
+                    "Module CPU time per streamed result of {items} items, {} (user + system)",
+                    function_label(f)
+                ),
+                values: self.per_function(f, |r, f| {
+                    r.stream_cpu
+                        .get(f)
+                        .and_then(Throughput::cpu_per_job)
                         .map(|d| d.as_secs_f64() * 1e3)
                 }),
                 format: millis,

@@ -164,7 +164,11 @@ impl Target {
             .connect(self.server_name.clone(), tcp)
             .await
             .map_err(|e| format!("TLS: {e}"))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        // Flattened writes: small chunks (a streamed `count`) are copied into one buffer and
+        // written together, not queued as separate slices (a flush every few chunks).
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(tls))
             .await
             .map_err(|e| format!("HTTP/1 handshake: {e}"))?;
         tokio::spawn(async move {
