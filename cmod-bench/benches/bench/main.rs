@@ -135,6 +135,9 @@ impl Plan {
     }
 }
 
+/// The least module CPU a per-job figure is computed from: 5 of the kernel's 10 ms ticks.
+const MIN_CPU: Duration = Duration::from_millis(50);
+
 /// Throughput repetitions of one function at one `MAX_CONCURRENT_TASKS`.
 #[derive(Debug, Default)]
 pub(crate) struct Throughput {
@@ -152,7 +155,12 @@ impl Throughput {
         m.is_finite().then_some(m)
     }
 
+    /// Module CPU per job; `None` below [`MIN_CPU`] measured in all (the kernel counts in
+    /// 10 ms ticks: fewer than 5 would be noise).
     pub(crate) fn cpu_per_job(&self) -> Option<Duration> {
+        if self.cpu < MIN_CPU {
+            return None;
+        }
         u32::try_from(self.jobs)
             .ok()
             .filter(|j| *j > 0)
