@@ -524,10 +524,7 @@ mod tests {
                 let _ = sender.send(Ok(Bytes::from_static(b"x"))).await;
             });
             // ...and the peer answers within the limit of being asked.
-            assert_eq!(
-                body.next().await.unwrap().unwrap(),
-                Bytes::from_static(b"x")
-            );
+            assert_eq!(body.next().await.unwrap().unwrap(), Bytes::from_static(b"x"));
         }
         let started = tokio::time::Instant::now();
         let stalled = body.next().await.unwrap().unwrap_err();
