@@ -500,6 +500,7 @@ async fn many_jobs_through_concurrent_pollers_each_answered_once() {
             requests_total: 0,
             polls: 0,
             max_in_flight: 0,
+            max_concurrent_polls: 0,
             ..stats.clone()
         },
         Stats {

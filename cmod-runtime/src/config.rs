@@ -10,6 +10,7 @@
 //! | `DEFAULT_CA_PATH`, `CONNECTIONS_TO_OTHER_PODS_CA_PATH` | PEM files; both trusted when present |
 //! | `MAX_CONCURRENT_TASKS` | jobs in flight at once (default 1, at most 1024) |
 //! | `COMPUTE_SESSION_ID` | replica id, added to every log line |
+//! | `CMOD_CONCURRENT_POLLS` | `1`/`true`: up to one outstanding long-poll per free slot instead of one at a time (opt-in, **unverified against Foundry's runtime**; default `0`) |
 //!
 //! Every problem is collected, and reported at once in one [`ConfigError`].
 
@@ -40,6 +41,23 @@ pub(crate) fn parse_max_concurrent_tasks(raw: &str) -> Result<usize, String> {
     }
 }
 
+/// The variable opting in to concurrent polling: up to one outstanding long-poll per free
+/// concurrency slot instead of one at a time. Unverified against Foundry's runtime.
+pub(crate) const CONCURRENT_POLLS_VAR: &str = vars::CMOD_CONCURRENT_POLLS;
+
+/// Parses `CMOD_CONCURRENT_POLLS` (`1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`, any case);
+/// the error says what is accepted (the caller names the variable).
+pub(crate) fn parse_concurrent_polls(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "`{raw}` is not a switch: use 1 (or true) to poll once per free slot, 0 (or false) \
+             to poll one at a time"
+        )),
+    }
+}
+
 /// The environment variable that opts in to the embedded local runtime.
 pub const LOCAL_OPT_IN_VAR: &str = vars::CMOD_LOCAL;
 
@@ -60,6 +78,10 @@ pub struct RuntimeConfig {
     pub trusted_cas: Vec<TrustedCa>,
     /// Maximum number of jobs in flight.
     pub max_concurrent_tasks: usize,
+    /// `CMOD_CONCURRENT_POLLS`: keep up to one outstanding long-poll per free slot (each poll
+    /// holds its slot while outstanding) instead of one poll at a time. Opt-in, unverified
+    /// against Foundry's runtime; `false` by default.
+    pub concurrent_polls: bool,
     /// `COMPUTE_SESSION_ID`, when set.
     pub session_id: Option<String>,
 }
@@ -80,6 +102,7 @@ impl fmt::Debug for RuntimeConfig {
             .field("module_auth_token", &self.module_auth_token)
             .field("trusted_cas", &self.trusted_cas)
             .field("max_concurrent_tasks", &self.max_concurrent_tasks)
+            .field("concurrent_polls", &self.concurrent_polls)
             .field("session_id", &self.session_id)
             .finish()
     }
@@ -312,6 +335,16 @@ impl RuntimeConfig {
                 }
             },
         };
+        let concurrent_polls = match var(lookup, CONCURRENT_POLLS_VAR) {
+            None => false,
+            Some(v) => parse_concurrent_polls(&v).unwrap_or_else(|message| {
+                problems.push(Problem {
+                    var: CONCURRENT_POLLS_VAR.to_owned(),
+                    message,
+                });
+                false
+            }),
+        };
         let session_id = var(lookup, vars::COMPUTE_SESSION_ID);
 
         match (get_job_uri, post_result_uri) {
@@ -323,6 +356,7 @@ impl RuntimeConfig {
                 module_auth_token,
                 trusted_cas,
                 max_concurrent_tasks,
+                concurrent_polls,
                 session_id,
             }),
             _ => Err(ConfigError {
@@ -517,6 +551,44 @@ mod tests {
         }
         assert_eq!(parse_max_concurrent_tasks(" 16 "), Ok(16));
         assert!(parse_max_concurrent_tasks("99999999999").is_err());
+    }
+
+    #[test]
+    fn concurrent_polls_is_an_opt_in_switch_and_a_bad_value_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (token, ca) = files(dir.path());
+        let base = HashMap::from([
+            ("MODULE_AUTH_TOKEN", token),
+            ("DEFAULT_CA_PATH", ca),
+            ("GET_JOB_URI", "https://localhost:8945/api/job".to_owned()),
+            (
+                "POST_RESULT_URI",
+                "https://localhost:8945/api/results".to_owned(),
+            ),
+        ]);
+        let c = RuntimeConfig::from_lookup(&lookup(&base)).unwrap();
+        assert!(!c.concurrent_polls, "one poll at a time is the default");
+        for (raw, expected) in [
+            ("1", Some(true)),
+            (" TRUE ", Some(true)),
+            ("on", Some(true)),
+            ("0", Some(false)),
+            ("false", Some(false)),
+            ("2", None),
+            ("maybe", None),
+        ] {
+            let mut map = base.clone();
+            map.insert("CMOD_CONCURRENT_POLLS", raw.to_owned());
+            match (RuntimeConfig::from_lookup(&lookup(&map)), expected) {
+                (Ok(c), Some(e)) => assert_eq!(c.concurrent_polls, e, "{raw}"),
+                (Err(err), None) => {
+                    let text = err.to_string();
+                    assert!(text.contains("CMOD_CONCURRENT_POLLS"), "{text}");
+                    assert!(text.contains(raw), "{text}");
+                }
+                (r, e) => panic!("{raw}: got {r:?}, expected {e:?}"),
+            }
+        }
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub(crate) const ADD_ASYNC: &str = "add_async";
 pub(crate) const COUNT: &str = "count";
 /// Streaming from a `Stream` (cmod polls it on the job's task).
 pub(crate) const COUNT_STREAM: &str = "count_stream";
+/// An async sleep holding a slot without CPU (slot utilization).
+pub(crate) const SLEEP_MS: &str = "sleep_ms";
+/// The sleeps of the slot-utilization figures (ms), at 8 slots.
+pub(crate) const UTILIZATION_MS: [u64; 2] = [1, 10];
+/// `MAX_CONCURRENT_TASKS` of the slot-utilization figures.
+pub(crate) const UTILIZATION_SLOTS: usize = 8;
 
 /// How much work each measurement does.
 #[derive(Debug, Clone, Copy, Default)]
@@ -69,6 +75,15 @@ pub(crate) struct Plan {
     pub(crate) payload_reps: usize,
     pub(crate) stream_items: u64,
     pub(crate) stream_reps: usize,
+    /// Slot-utilization jobs of 1 ms (those of 10 ms: a tenth).
+    pub(crate) utilization_jobs: usize,
+}
+
+impl Plan {
+    /// Slot-utilization jobs of `ms` milliseconds: about the same wall time for each.
+    pub(crate) fn utilization_jobs(&self, ms: u64) -> usize {
+        (self.utilization_jobs / ms.max(1) as usize).max(1)
+    }
 }
 
 impl Plan {
@@ -84,6 +99,7 @@ impl Plan {
         payload_reps: 3,
         stream_items: 100_000,
         stream_reps: 3,
+        utilization_jobs: 4_000,
     };
 
     /// The Python SDK is an order of magnitude slower: fewer jobs, one repetition.
@@ -98,6 +114,7 @@ impl Plan {
         payload_reps: 1,
         stream_items: 100_000,
         stream_reps: 1,
+        utilization_jobs: 0,
     };
 
     /// A tenth of the work, for trying the bench out (not for BENCHMARKS.md).
@@ -112,10 +129,14 @@ impl Plan {
             payload_reps: 1,
             stream_items: self.stream_items / 10,
             stream_reps: 1,
+            utilization_jobs: self.utilization_jobs / 10,
             ..self
         }
     }
 }
+
+/// The least module CPU a per-job figure is computed from: 5 of the kernel's 10 ms ticks.
+const MIN_CPU: Duration = Duration::from_millis(50);
 
 /// Throughput repetitions of one function at one `MAX_CONCURRENT_TASKS`.
 #[derive(Debug, Default)]
@@ -134,7 +155,12 @@ impl Throughput {
         m.is_finite().then_some(m)
     }
 
+    /// Module CPU per job; `None` below [`MIN_CPU`] measured in all (the kernel counts in
+    /// 10 ms ticks: fewer than 5 would be noise).
     pub(crate) fn cpu_per_job(&self) -> Option<Duration> {
+        if self.cpu < MIN_CPU {
+            return None;
+        }
         u32::try_from(self.jobs)
             .ok()
             .filter(|j| *j > 0)
@@ -160,6 +186,14 @@ pub(crate) struct Results {
     pub(crate) payload: BTreeMap<usize, Vec<f64>>,
     /// Enqueue → complete result of each streaming repetition, by function.
     pub(crate) stream: BTreeMap<&'static str, Vec<Duration>>,
+    /// `sleep_ms` jobs at 8 slots, by the sleep (ms): jobs/s and module CPU.
+    pub(crate) utilization: BTreeMap<u64, Throughput>,
+    /// Module CPU of the latency runs, by function (no rates).
+    pub(crate) latency_cpu: BTreeMap<&'static str, Throughput>,
+    /// Module CPU of the payload runs, by `MAX_CONCURRENT_TASKS` (no rates).
+    pub(crate) payload_cpu: BTreeMap<usize, Throughput>,
+    /// Module CPU of the streaming runs, by function; one "job" per streamed result (no rates).
+    pub(crate) stream_cpu: BTreeMap<&'static str, Throughput>,
 }
 
 /// One implementation under test, with what it runs and what it measured.
@@ -182,14 +216,14 @@ impl Contender {
             imp,
             plan,
             functions: match kind {
-                Kind::Cmod | Kind::BaselineOnePoll => &[ADD_ASYNC, ADD],
-                Kind::Baseline | Kind::Python => &[ADD],
+                Kind::Cmod | Kind::CmodConcurrent | Kind::BaselineOnePoll => &[ADD_ASYNC, ADD],
+                Kind::Floor | Kind::Baseline | Kind::Python => &[ADD],
             },
             streams: match kind {
                 Kind::Cmod => &[COUNT_STREAM, COUNT],
                 _ => &[COUNT],
             },
-            throughput_only: kind == Kind::BaselineOnePoll,
+            throughput_only: matches!(kind, Kind::BaselineOnePoll | Kind::CmodConcurrent),
             results: Results {
                 plan,
                 ..Results::default()
@@ -216,7 +250,8 @@ options:
                  generated block is kept
   --quick        a tenth of the work, to try things out (never for BENCHMARKS.md)
   --no-python    skip the Python SDK even when `python3` can import `compute_modules`
-  --only NAME    run only `cmod`, `baseline` (both shapes), `baseline-one-poll` or `python`
+  --only NAME    run only `cmod` (both polling modes), `cmod-concurrent-polls`,
+                 `hyper-floor`, `baseline` (both shapes), `baseline-one-poll` or `python`
   --help         this text
 
 The Python SDK column needs `pip install foundry-compute-modules` for `python3` (or the
@@ -249,12 +284,15 @@ fn parse_args() -> Result<Option<Args>, BenchError> {
             "--only" => {
                 args.only = Some(match it.next().as_deref() {
                     Some("cmod") => Kind::Cmod,
+                    Some("cmod-concurrent-polls") => Kind::CmodConcurrent,
+                    Some("hyper-floor") => Kind::Floor,
                     Some("baseline") => Kind::Baseline,
                     Some("baseline-one-poll") => Kind::BaselineOnePoll,
                     Some("python") => Kind::Python,
                     other => {
                         return Err(BenchError::Usage(format!(
-                            "--only takes cmod, baseline, baseline-one-poll or python, not {other:?}"
+                            "--only takes cmod, cmod-concurrent-polls, hyper-floor, baseline, \
+                             baseline-one-poll or python, not {other:?}"
                         )));
                     }
                 })
@@ -439,12 +477,40 @@ async fn phase(contenders: &mut [Contender], mct: usize) -> Result<(), BenchErro
             }
         }
     }
+    if mct == UTILIZATION_SLOTS {
+        for ms in UTILIZATION_MS {
+            for rep in 0..most(contenders, |c| c.plan.throughput_reps) {
+                for (c, (rt, m)) in contenders.iter_mut().zip(&live) {
+                    let n = c.plan.utilization_jobs(ms);
+                    if rep >= c.plan.throughput_reps
+                        || c.plan.utilization_jobs == 0
+                        || c.imp.kind == Kind::BaselineOnePoll
+                    {
+                        continue;
+                    }
+                    progress(
+                        c.imp.kind,
+                        &format!(
+                            "slot utilization, {n} × `sleep_ms` {ms} ms, MAX_CONCURRENT_TASKS={mct} (#{})",
+                            rep + 1
+                        ),
+                    );
+                    let cpu = m.cpu_time();
+                    let rate = scenarios::utilization(rt, ms, n).await?;
+                    let t = c.results.utilization.entry(ms).or_default();
+                    t.cpu += m.cpu_time().saturating_sub(cpu);
+                    t.jobs += n;
+                    t.rates.push(rate);
+                }
+            }
+        }
+    }
     let full = |c: &Contender| !c.throughput_only;
     if mct == 1 {
         // Latency in blocks, interleaved like the rest.
         const BLOCKS: usize = 4;
         for block in 0..BLOCKS {
-            for (c, (rt, _)) in contenders.iter_mut().zip(&live) {
+            for (c, (rt, m)) in contenders.iter_mut().zip(&live) {
                 if !full(c) {
                     continue;
                 }
@@ -455,14 +521,18 @@ async fn phase(contenders: &mut [Contender], mct: usize) -> Result<(), BenchErro
                             &format!("latency `{f}`, {} sequential jobs", c.plan.latency_jobs),
                         );
                     }
+                    let cpu = m.cpu_time();
                     let samples = scenarios::latency(rt, f, c.plan.latency_jobs / BLOCKS).await?;
+                    let t = c.results.latency_cpu.entry(*f).or_default();
+                    t.cpu += m.cpu_time().saturating_sub(cpu);
+                    t.jobs += samples.len();
                     c.results.latency.entry(*f).or_default().extend(samples);
                 }
             }
         }
     }
     for rep in 0..most(contenders, |c| c.plan.payload_reps) {
-        for (c, (rt, _)) in contenders.iter_mut().zip(&live) {
+        for (c, (rt, m)) in contenders.iter_mut().zip(&live) {
             if !full(c) || rep >= c.plan.payload_reps {
                 continue;
             }
@@ -474,13 +544,17 @@ async fn phase(contenders: &mut [Contender], mct: usize) -> Result<(), BenchErro
                     rep + 1
                 ),
             );
+            let cpu = m.cpu_time();
             let rate = scenarios::payload(rt, &payload, c.plan.payload_jobs).await?;
+            let t = c.results.payload_cpu.entry(mct).or_default();
+            t.cpu += m.cpu_time().saturating_sub(cpu);
+            t.jobs += c.plan.payload_jobs;
             c.results.payload.entry(mct).or_default().push(rate);
         }
     }
     if mct == 1 {
         for rep in 0..most(contenders, |c| c.plan.stream_reps) {
-            for (c, (rt, _)) in contenders.iter_mut().zip(&live) {
+            for (c, (rt, m)) in contenders.iter_mut().zip(&live) {
                 if !full(c) || rep >= c.plan.stream_reps {
                     continue;
                 }
@@ -493,7 +567,11 @@ async fn phase(contenders: &mut [Contender], mct: usize) -> Result<(), BenchErro
                             rep + 1
                         ),
                     );
+                    let cpu = m.cpu_time();
                     let elapsed = scenarios::streaming(rt, f, c.plan.stream_items).await?;
+                    let t = c.results.stream_cpu.entry(*f).or_default();
+                    t.cpu += m.cpu_time().saturating_sub(cpu);
+                    t.jobs += 1;
                     c.results.stream.entry(*f).or_default().push(elapsed);
                 }
             }
@@ -541,12 +619,18 @@ async fn run() -> Result<(), BenchError> {
     }
 
     let mut contenders: Vec<Contender> = [
+        Implementation::floor(),
         Implementation::baseline(),
         Implementation::baseline_one_poll(),
         Implementation::cmod(),
+        Implementation::cmod_concurrent(),
     ]
     .into_iter()
-    .filter(|imp| wanted(imp.kind) || (imp.kind == Kind::BaselineOnePoll && wanted(Kind::Baseline)))
+    .filter(|imp| {
+        wanted(imp.kind)
+            || (imp.kind == Kind::BaselineOnePoll && wanted(Kind::Baseline))
+            || (imp.kind == Kind::CmodConcurrent && wanted(Kind::Cmod))
+    })
     .map(|imp| Contender::new(imp, scale(Plan::FULL)))
     .collect();
     measure_all(&mut contenders).await?;

@@ -21,6 +21,10 @@ const FIRST_POLL_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) enum Kind {
     /// `bench-module`: cmod's `#[compute_function]` + `cmod_runtime::run()`.
     Cmod,
+    /// `bench-module` with `CMOD_CONCURRENT_POLLS=1`: one outstanding poll per free slot.
+    CmodConcurrent,
+    /// `hyper-floor`: the thinnest client, hyper's HTTP/1 connection on a current-thread runtime.
+    Floor,
     /// `baseline`: the minimal hand-written client.
     Baseline,
     /// `baseline --one-poll-at-a-time`: the same client shaped like cmod's loop (one poll in
@@ -34,6 +38,8 @@ impl Kind {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Kind::Cmod => "cmod",
+            Kind::CmodConcurrent => "cmod-concurrent-polls",
+            Kind::Floor => "hyper-floor",
             Kind::Baseline => "baseline",
             Kind::BaselineOnePoll => "baseline-one-poll",
             Kind::Python => "python",
@@ -47,6 +53,8 @@ pub(crate) struct Implementation {
     pub(crate) kind: Kind,
     program: PathBuf,
     args: Vec<String>,
+    /// Set on top of the runtime's environment.
+    env: Vec<(&'static str, &'static str)>,
 }
 
 impl Implementation {
@@ -60,6 +68,25 @@ impl Implementation {
                 PathBuf::from,
             ),
             args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// cmod with opt-in concurrent polling.
+    pub(crate) fn cmod_concurrent() -> Self {
+        Self {
+            kind: Kind::CmodConcurrent,
+            env: vec![("CMOD_CONCURRENT_POLLS", "1")],
+            ..Self::cmod()
+        }
+    }
+
+    pub(crate) fn floor() -> Self {
+        Self {
+            kind: Kind::Floor,
+            program: PathBuf::from(env!("CARGO_BIN_EXE_hyper-floor")),
+            args: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -68,6 +95,7 @@ impl Implementation {
             kind: Kind::Baseline,
             program: PathBuf::from(env!("CARGO_BIN_EXE_baseline")),
             args: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -76,6 +104,7 @@ impl Implementation {
             kind: Kind::BaselineOnePoll,
             program: PathBuf::from(env!("CARGO_BIN_EXE_baseline")),
             args: vec!["--one-poll-at-a-time".to_owned()],
+            env: Vec::new(),
         }
     }
 
@@ -84,6 +113,7 @@ impl Implementation {
             kind: Kind::Python,
             program: interpreter,
             args: vec![script.display().to_string()],
+            env: Vec::new(),
         }
     }
 }
@@ -124,6 +154,7 @@ impl Module {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(rt.env())
+            .envs(imp.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(err_file))

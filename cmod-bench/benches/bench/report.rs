@@ -1,5 +1,6 @@
-//! The markdown report: one table with cmod, the baseline, their ratio and the Python SDK,
-//! the targets of DESIGN.md, and the machine and command that produced it.
+//! The markdown report: one table with cmod, the hyper floor, the reqwest baseline, the Python
+//! SDK and cmod's ratio to each; slot utilization and concurrent polling at 8 slots; the targets
+//! of DESIGN.md and issue 15; and the machine and command that produced it.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -8,7 +9,8 @@ use std::time::Duration;
 use crate::module::Kind;
 use crate::scenarios::percentile;
 use crate::{
-    ADD, ADD_ASYNC, BenchError, COUNT, COUNT_STREAM, Plan, Results, Throughput, median_f64,
+    ADD, ADD_ASYNC, BenchError, COUNT, COUNT_STREAM, Plan, Results, Throughput, UTILIZATION_MS,
+    UTILIZATION_SLOTS, median_f64,
 };
 
 /// Start and end of the generated block in BENCHMARKS.md; the text around it is kept.
@@ -73,8 +75,8 @@ fn one_decimal(v: f64) -> String {
 /// One figure of the table.
 struct Row {
     figure: String,
-    /// cmod, the comparison (the baseline, or the one-poll baseline), Python.
-    values: [Option<f64>; 3],
+    /// cmod, the hyper floor, the reqwest baseline, Python.
+    values: [Option<f64>; 4],
     format: fn(f64) -> String,
 }
 
@@ -107,9 +109,10 @@ impl Report<'_> {
         &self,
         f: &'static str,
         v: impl Fn(&Results, &'static str) -> Option<f64>,
-    ) -> [Option<f64>; 3] {
+    ) -> [Option<f64>; 4] {
         [
             self.get(Kind::Cmod).and_then(|r| v(r, f)),
+            self.get(Kind::Floor).and_then(|r| v(r, plain(f))),
             self.get(Kind::Baseline).and_then(|r| v(r, plain(f))),
             self.get(Kind::Python)
                 .filter(|_| f == plain(f))
@@ -117,12 +120,13 @@ impl Report<'_> {
         ]
     }
 
-    fn each(&self, v: impl Fn(&Results) -> Option<f64>) -> [Option<f64>; 3] {
-        [Kind::Cmod, Kind::Baseline, Kind::Python].map(|k| self.get(k).and_then(&v))
+    fn each(&self, v: impl Fn(&Results) -> Option<f64>) -> [Option<f64>; 4] {
+        [Kind::Cmod, Kind::Floor, Kind::Baseline, Kind::Python].map(|k| self.get(k).and_then(&v))
     }
 
     fn plan(&self) -> Plan {
         self.get(Kind::Cmod)
+            .or(self.get(Kind::Floor))
             .or(self.get(Kind::Baseline))
             .map(|r| r.plan)
             .unwrap_or_default()
@@ -148,20 +152,22 @@ impl Report<'_> {
                 });
             }
         }
-        for f in [ADD_ASYNC, ADD] {
-            rows.push(Row {
-                figure: format!(
-                    "Module CPU time per job, {}, MAX_CONCURRENT_TASKS=1 (user + system)",
-                    function_label(f)
-                ),
-                values: self.per_function(f, |r, f| {
-                    r.throughput
-                        .get(&(f, 1))
-                        .and_then(|t| t.cpu_per_job())
-                        .map(|d| d.as_secs_f64() * 1e6)
-                }),
-                format: micros,
-            });
+        for mct in [1, 8] {
+            for f in [ADD_ASYNC, ADD] {
+                rows.push(Row {
+                    figure: format!(
+                        "Module CPU time per job, {}, MAX_CONCURRENT_TASKS={mct} (user + system)",
+                        function_label(f)
+                    ),
+                    values: self.per_function(f, move |r, f| {
+                        r.throughput
+                            .get(&(f, mct))
+                            .and_then(|t| t.cpu_per_job())
+                            .map(|d| d.as_secs_f64() * 1e6)
+                    }),
+                    format: micros,
+                });
+            }
         }
         for f in [ADD_ASYNC, ADD] {
             for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
@@ -180,6 +186,21 @@ impl Report<'_> {
                     format: micros,
                 });
             }
+        }
+        for f in [ADD_ASYNC, ADD] {
+            rows.push(Row {
+                figure: format!(
+                    "Module CPU time per job, {}, latency run (sequential jobs; user + system)",
+                    function_label(f)
+                ),
+                values: self.per_function(f, |r, f| {
+                    r.latency_cpu
+                        .get(f)
+                        .and_then(Throughput::cpu_per_job)
+                        .map(|d| d.as_secs_f64() * 1e6)
+                }),
+                format: micros,
+            });
         }
         rows.push(Row {
             figure: format!(
@@ -221,6 +242,20 @@ impl Report<'_> {
                 format: one_decimal,
             });
         }
+        for mct in [1, 8] {
+            rows.push(Row {
+                figure: format!(
+                    "Module CPU time per 1 MB payload job, MAX_CONCURRENT_TASKS={mct} (user + system)"
+                ),
+                values: self.each(|r| {
+                    r.payload_cpu
+                        .get(&mct)
+                        .and_then(Throughput::cpu_per_job)
+                        .map(|d| d.as_secs_f64() * 1e6)
+                }),
+                format: micros,
+            });
+        }
         let items = thousands(plan.stream_items as f64);
         for f in [COUNT_STREAM, COUNT] {
             let stream =
@@ -247,6 +282,21 @@ impl Report<'_> {
                     r.stream
                         .get(f)
                         .and_then(|v| median_duration(v))
+                        .map(|d| d.as_secs_f64() * 1e3)
+                }),
+                format: millis,
+            });
+        }
+        for f in [COUNT_STREAM, COUNT] {
+            rows.push(Row {
+                figure: format!(
+                    "Module CPU time per streamed result of {items} items, {} (user + system)",
+                    function_label(f)
+                ),
+                values: self.per_function(f, |r, f| {
+                    r.stream_cpu
+                        .get(f)
+                        .and_then(Throughput::cpu_per_job)
                         .map(|d| d.as_secs_f64() * 1e3)
                 }),
                 format: millis,
@@ -290,21 +340,23 @@ impl Report<'_> {
         );
         let _ = writeln!(
             out,
-            "| Figure | cmod | baseline | cmod / baseline | Python SDK | cmod / Python |"
+            "| Figure | cmod | hyper floor | cmod / floor | reqwest baseline | cmod / baseline | Python SDK | cmod / Python |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
         let cell = |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(|| "—".to_owned(), f);
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
             _ => "—".to_owned(),
         };
         for row in self.rows() {
-            let [c, b, p] = row.values;
+            let [c, h, b, p] = row.values;
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 row.figure,
                 cell(c, row.format),
+                cell(h, row.format),
+                ratio(c, h),
                 cell(b, row.format),
                 ratio(c, b),
                 cell(p, row.format),
@@ -326,9 +378,96 @@ impl Report<'_> {
                 p.payload_jobs
             );
         }
+        out.push_str(&self.slots());
         out.push_str(&self.shaped());
         out.push_str(&self.targets());
         out.push_str(&self.details());
+        out
+    }
+
+    /// Trivial jobs and slot utilization at 8 slots: cmod in both polling modes and the floors.
+    fn slots(&self) -> String {
+        let kinds = [
+            Kind::Cmod,
+            Kind::CmodConcurrent,
+            Kind::Floor,
+            Kind::Baseline,
+        ];
+        if self.get(Kind::Cmod).is_none() && self.get(Kind::Floor).is_none() {
+            return String::new();
+        }
+        let mut out = format!(
+            "### Slot utilization and concurrent polling, MAX_CONCURRENT_TASKS={UTILIZATION_SLOTS}\n\n\
+             `sleep_ms` is an `async fn` sleeping its argument: a job that holds its slot without \
+             the CPU. Utilization = jobs/s × sleep ÷ {UTILIZATION_SLOTS} slots. \
+             \"cmod, concurrent polls\" is the same `bench-module` with `CMOD_CONCURRENT_POLLS=1` \
+             (one outstanding poll per free slot; opt-in, unverified against Foundry). The hyper \
+             floor and the reqwest baseline run {UTILIZATION_SLOTS} independent pollers. Ratios are \
+             ÷ the hyper floor.\n\n\
+             | Figure | cmod | cmod, concurrent polls | hyper floor | reqwest baseline | cmod / floor | cmod concurrent / floor |\n\
+             |---|---:|---:|---:|---:|---:|---:|\n"
+        );
+        let cell = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or_else(|| "—".to_owned(), f);
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "—".to_owned(),
+        };
+        let mut line = |figure: String, values: [Option<f64>; 4], f: &dyn Fn(f64) -> String| {
+            let [c, cc, h, b] = values;
+            let _ = writeln!(
+                out,
+                "| {figure} | {} | {} | {} | {} | {} | {} |",
+                cell(c, f),
+                cell(cc, f),
+                cell(h, f),
+                cell(b, f),
+                ratio(c, h),
+                ratio(cc, h)
+            );
+        };
+        let trivial = |k: Kind| {
+            let f = if matches!(k, Kind::Cmod | Kind::CmodConcurrent) {
+                ADD_ASYNC
+            } else {
+                ADD
+            };
+            self.get(k)
+                .and_then(|r| r.throughput.get(&(f, UTILIZATION_SLOTS)))
+        };
+        let per_job_us = |t: &Throughput| t.cpu_per_job().map(|d| d.as_secs_f64() * 1e6);
+        line(
+            "Trivial jobs (`async fn add`; floors: `add` inline), jobs/s".into(),
+            kinds.map(|k| trivial(k).and_then(Throughput::median)),
+            &thousands,
+        );
+        line(
+            "Trivial jobs, module CPU per job".into(),
+            kinds.map(|k| trivial(k).and_then(per_job_us)),
+            &micros,
+        );
+        for ms in UTILIZATION_MS {
+            let util = |k: Kind| self.get(k).and_then(|r| r.utilization.get(&ms));
+            line(
+                format!("`sleep_ms` {ms} ms, jobs/s"),
+                kinds.map(|k| util(k).and_then(Throughput::median)),
+                &thousands,
+            );
+            line(
+                format!("`sleep_ms` {ms} ms, slot utilization"),
+                kinds.map(|k| {
+                    util(k)
+                        .and_then(Throughput::median)
+                        .map(|r| r * ms as f64 / 1000.0 / UTILIZATION_SLOTS as f64 * 100.0)
+                }),
+                &|v| format!("{v:.1}%"),
+            );
+            line(
+                format!("`sleep_ms` {ms} ms, module CPU per job"),
+                kinds.map(|k| util(k).and_then(per_job_us)),
+                &micros,
+            );
+        }
+        out.push('\n');
         out
     }
 
@@ -399,6 +538,57 @@ impl Report<'_> {
                         function_label(f),
                         r * 100.0,
                         status(r >= 0.9)
+                    );
+                }
+            }
+        }
+        if let Some(h) = self.get(Kind::Floor) {
+            let cpu = |r: &Results, f: &'static str, mct: usize| {
+                r.throughput
+                    .get(&(f, mct))
+                    .and_then(Throughput::cpu_per_job)
+                    .map(|d| d.as_secs_f64())
+            };
+            if let (Some(cc), Some(hc)) = (cpu(c, ADD_ASYNC, 1), cpu(h, ADD, 1)) {
+                let r = cc / hc;
+                let _ = writeln!(
+                    out,
+                    "| Module CPU per trivial job ≤ 1.5× the hyper floor's, `async fn add`, MAX_CONCURRENT_TASKS=1 (issue 15) | {r:.2}× | {} |",
+                    status(r <= 1.5)
+                );
+            }
+            if let (Some(cv), Some(hv)) = (tput(c, ADD_ASYNC, 1), tput(h, ADD, 1)) {
+                let r = cv / hv;
+                let _ = writeln!(
+                    out,
+                    "| Throughput ≥ 80% of the hyper floor, `async fn add`, MAX_CONCURRENT_TASKS=1 (issue 15) | {:.0}% | {} |",
+                    r * 100.0,
+                    status(r >= 0.8)
+                );
+            }
+            if let Some(cc) = self.get(Kind::CmodConcurrent)
+                && let (Some(cv), Some(hv)) = (
+                    tput(cc, ADD_ASYNC, UTILIZATION_SLOTS),
+                    tput(h, ADD, UTILIZATION_SLOTS),
+                )
+            {
+                let r = cv / hv;
+                let _ = writeln!(
+                    out,
+                    "| With concurrent polls, trivial jobs ≥ 80% of the floor's {UTILIZATION_SLOTS}-poller rate (issue 15) | {:.0}% | {} |",
+                    r * 100.0,
+                    status(r >= 0.8)
+                );
+            }
+            for ms in UTILIZATION_MS {
+                let rate = |r: &Results| r.utilization.get(&ms).and_then(Throughput::median);
+                if let (Some(cv), Some(hv)) = (rate(c), rate(h)) {
+                    let r = cv / hv;
+                    let _ = writeln!(
+                        out,
+                        "| Slot utilization ≥ 95% of the floor's, {ms} ms jobs, {UTILIZATION_SLOTS} slots (issue 15) | {:.0}% | {} |",
+                        r * 100.0,
+                        status(r >= 0.95)
                     );
                 }
             }
@@ -498,6 +688,15 @@ impl Report<'_> {
             }
             for (f, v) in &r.stream {
                 let _ = writeln!(out, "- streaming `{f}` (ms): {}", ms_list(v));
+            }
+            for (ms, t) in &r.utilization {
+                let _ = writeln!(
+                    out,
+                    "- `sleep_ms` {ms} ms, MAX_CONCURRENT_TASKS={UTILIZATION_SLOTS} (jobs/s): {}; module CPU {}/job",
+                    list(&t.rates, thousands),
+                    t.cpu_per_job()
+                        .map_or_else(|| "—".to_owned(), |d| micros(d.as_secs_f64() * 1e6))
+                );
             }
             let _ = writeln!(out);
         }

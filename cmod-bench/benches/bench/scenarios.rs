@@ -147,3 +147,27 @@ pub(crate) async fn streaming(
     })?;
     Ok(elapsed)
 }
+
+/// Slot utilization: enqueues `n` `sleep_ms` jobs of `ms` at once and waits for all results;
+/// returns jobs per second (at best `MAX_CONCURRENT_TASKS × 1000 / ms`).
+pub(crate) async fn utilization(rt: &LocalRuntime, ms: u64, n: usize) -> Result<f64, BenchError> {
+    let start = Instant::now();
+    let ids: Vec<String> = (0..n)
+        .map(|_| rt.enqueue(crate::SLEEP_MS, json!({ "ms": ms })))
+        .collect();
+    let mut bodies = Vec::with_capacity(n);
+    for id in &ids {
+        bodies.push(rt.wait_result(id, RESULT_TIMEOUT).await?.body);
+    }
+    let elapsed = start.elapsed();
+    let expected = ms.to_string();
+    for (i, body) in bodies.iter().enumerate() {
+        check(body == expected.as_bytes(), || {
+            format!(
+                "sleep_ms job {i}: expected {expected}, got {}",
+                String::from_utf8_lossy(body)
+            )
+        })?;
+    }
+    Ok(n as f64 / elapsed.as_secs_f64())
+}

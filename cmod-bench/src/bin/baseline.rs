@@ -7,9 +7,9 @@
 //! notification, no retries beyond "poll again", no logging, no panic isolation: everything a
 //! framework adds is left out, so no framework can beat it.
 //!
-//! It serves the same functions as `bench_module.rs`: `add` (also as `add_async`), `echo` and
+//! It serves the same functions as `bench_module.rs`: `add` (also as `add_async`), `echo`,
 //! `count` (also as `count_stream`; streamed as one chunk per item through a chunked request
-//! body).
+//! body) and `sleep_ms` (an async sleep, for slot utilization).
 //!
 //! With `--one-poll-at-a-time` it takes cmod's required shape instead (issue 4: one long-poll at
 //! a time, only while one of `MAX_CONCURRENT_TASKS` slots is free, each job on its own task, the
@@ -150,7 +150,15 @@ impl Client {
         let envelope: Envelope<'_> =
             serde_json::from_slice(envelope).map_err(|e| format!("job envelope: {e}"))?;
         let job = envelope.job;
-        let result = if self.sync_on_blocking_pool && job.query_type == "add" {
+        let result = if job.query_type == "sleep_ms" {
+            match serde_json::from_str::<SleepInput>(job.query.get()) {
+                Ok(i) => {
+                    tokio::time::sleep(Duration::from_millis(i.ms)).await;
+                    reqwest::Body::from(i.ms.to_string())
+                }
+                Err(e) => error_body(&e.to_string()),
+            }
+        } else if self.sync_on_blocking_pool && job.query_type == "add" {
             let query = job.query.get().to_owned();
             let on_pool = tokio::task::spawn_blocking(move || {
                 RawValue::from_string(query).map(|q| compute("add", &q))
@@ -211,6 +219,11 @@ struct Payload {
 #[derive(Deserialize)]
 struct EchoInput {
     payload: Payload,
+}
+
+#[derive(Deserialize)]
+struct SleepInput {
+    ms: u64,
 }
 
 #[derive(Deserialize)]

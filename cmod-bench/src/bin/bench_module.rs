@@ -8,7 +8,10 @@
 //! * `echo(payload)`: payload-heavy, about 1 MB of JSON in and the same out;
 //! * `count(n)` and `count_stream(n)`: stream `n` small items (the integers `0..n`), one JSON
 //!   value per chunk, from an `Iterator` (which cmod drives on the blocking pool) and from a
-//!   `Stream` (polled on the job's task).
+//!   `Stream` (polled on the job's task);
+//! * `sleep_ms(ms)`: an async sleep that holds a slot without using the CPU (slot utilization).
+
+use std::time::Duration;
 
 use cmod_runtime::compute_function;
 use serde::{Deserialize, Serialize};
@@ -49,6 +52,13 @@ fn count(n: i64) -> impl Iterator<Item = i64> {
 #[compute_function]
 fn count_stream(n: i64) -> impl futures_util::Stream<Item = i64> {
     futures_util::stream::iter(0..n)
+}
+
+/// Sleeps `ms` milliseconds, then returns `ms`.
+#[compute_function]
+async fn sleep_ms(ms: i64) -> i64 {
+    tokio::time::sleep(Duration::from_millis(ms.max(0).unsigned_abs())).await;
+    ms
 }
 
 #[tokio::main]

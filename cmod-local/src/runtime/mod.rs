@@ -200,6 +200,8 @@ pub struct Stats {
     pub schema_posts: u64,
     /// The most jobs handed out and not yet answered at any one moment.
     pub max_in_flight: u64,
+    /// The most `GET job` long-polls open (waiting for a job) at any one moment.
+    pub max_concurrent_polls: u64,
     /// Every request the runtime server answered, any route, any outcome.
     pub requests_total: u64,
     /// Requests answered with an injected error status (see [`Faults`]).

@@ -124,6 +124,9 @@ pub(crate) struct Counters {
     pub(crate) restart_notifications: AtomicU64,
     pub(crate) schema_posts: AtomicU64,
     pub(crate) max_in_flight: AtomicU64,
+    /// Long-polls waiting in [`State::next_job`] right now.
+    pub(crate) open_polls: AtomicU64,
+    pub(crate) max_concurrent_polls: AtomicU64,
     pub(crate) requests_total: AtomicU64,
     pub(crate) rejected_by_fault: AtomicU64,
 }
@@ -145,9 +148,29 @@ impl Counters {
             restart_notifications: get(&self.restart_notifications),
             schema_posts: get(&self.schema_posts),
             max_in_flight: get(&self.max_in_flight),
+            max_concurrent_polls: get(&self.max_concurrent_polls),
             requests_total: get(&self.requests_total),
             rejected_by_fault: get(&self.rejected_by_fault),
         }
+    }
+}
+
+/// One long-poll open in [`State::next_job`]: counted while it lives, the most at once kept.
+struct OpenPoll<'a>(&'a Counters);
+
+impl<'a> OpenPoll<'a> {
+    fn enter(counters: &'a Counters) -> Self {
+        let open = counters.open_polls.fetch_add(1, Ordering::Relaxed) + 1;
+        counters
+            .max_concurrent_polls
+            .fetch_max(open, Ordering::Relaxed);
+        Self(counters)
+    }
+}
+
+impl Drop for OpenPoll<'_> {
+    fn drop(&mut self) {
+        self.0.open_polls.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -401,6 +424,8 @@ impl State {
     /// Waits (long-poll) until a job can be handed out, the long-poll timeout passes, or the
     /// server is interrupted. Cancel-safe: a job is only taken in the same poll that returns it.
     pub(crate) async fn next_job(&self) -> Option<HandedOut> {
+        // Counted open from here until this returns or the request is dropped.
+        let _open = OpenPoll::enter(&self.counters);
         let deadline = tokio::time::Instant::now() + self.long_poll_timeout;
         let mut interrupt = self.interrupt.subscribe();
         let sleep = tokio::time::sleep_until(deadline);

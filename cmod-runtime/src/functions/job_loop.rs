@@ -1,6 +1,7 @@
 //! The functions-mode job loop (docs/protocol.md §3): post schemas, send the restart notification
 //! ([`startup`](super::startup)), then long-poll for jobs — one poll at a time, and only while a
-//! concurrency slot is free ([`poll_loop`](super::poll_loop)) — run each job on its own task
+//! concurrency slot is free, or with `CMOD_CONCURRENT_POLLS=1` one per free slot
+//! ([`poll_loop`](super::poll_loop)) — run each job on its own task
 //! ([`job`](super::job)), and on shutdown let them finish or end them
 //! ([`drain`](super::drain)).
 
@@ -117,6 +118,7 @@ impl FunctionsRuntime {
         tracing::info!(
             functions = shared.registry.len(),
             max_concurrent_tasks = self.config.max_concurrent_tasks,
+            concurrent_polls = self.config.concurrent_polls,
             "starting compute module"
         );
         let schemas = Bytes::from(schemas);
@@ -140,6 +142,7 @@ impl FunctionsRuntime {
             max_concurrent_tasks: self.config.max_concurrent_tasks,
             backoff: self.poll_backoff,
             schemas_pending,
+            concurrent_polls: self.config.concurrent_polls,
         }
         .run(&mut shutdown)
         .await;

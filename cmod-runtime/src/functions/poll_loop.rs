@@ -1,5 +1,10 @@
 //! The poll loop: one long-poll at a time, only with a free concurrency slot; each job on its
 //! own task; failed polls back off (100 ms → 5 s by default).
+//!
+//! With `CMOD_CONCURRENT_POLLS=1` (opt-in, unverified against Foundry's runtime) it keeps up to
+//! one outstanding long-poll per free slot instead: every poll holds its slot's permit while it
+//! is outstanding and hands it to the job it brings, so the jobs held plus the polls outstanding
+//! never exceed `MAX_CONCURRENT_TASKS`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::client::{ClientError, Polled};
@@ -26,11 +33,25 @@ pub(super) struct PollLoop<'a> {
     pub(super) backoff: (Duration, Duration),
     /// Schemas still to post once a poll succeeds.
     pub(super) schemas_pending: Option<Bytes>,
+    /// Up to one outstanding poll per free slot instead of one at a time.
+    pub(super) concurrent_polls: bool,
 }
 
 impl PollLoop<'_> {
     /// Polls and spawns jobs until `shutdown` completes; returns the jobs still running.
     pub(super) async fn run(
+        self,
+        shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+    ) -> JoinSet<()> {
+        if self.concurrent_polls {
+            self.run_concurrent(shutdown).await
+        } else {
+            self.run_one_at_a_time(shutdown).await
+        }
+    }
+
+    /// The default: one poll at a time, only while a slot is free.
+    async fn run_one_at_a_time(
         mut self,
         shutdown: &mut Pin<&mut impl Future<Output = ()>>,
     ) -> JoinSet<()> {
@@ -134,6 +155,144 @@ impl PollLoop<'_> {
             while jobs.try_join_next().is_some() {}
         }
         jobs
+    }
+}
+
+impl PollLoop<'_> {
+    /// Opt-in: up to one outstanding poll per free slot. Each poll takes a slot's permit before
+    /// it starts and keeps it while outstanding; a job it brings runs with that permit, an empty
+    /// or failed poll gives it back. All polls are driven from this one task (no task per poll).
+    async fn run_concurrent(
+        mut self,
+        shutdown: &mut Pin<&mut impl Future<Output = ()>>,
+    ) -> JoinSet<()> {
+        let shared = self.shared;
+        let slots = Arc::new(Semaphore::new(self.max_concurrent_tasks));
+        let mut jobs = JoinSet::new();
+        let mut polls = FuturesUnordered::new();
+        let start_poll = |permit: OwnedSemaphorePermit| async move {
+            let polled = shared.client.poll().await;
+            (permit, polled)
+        };
+        let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
+        let mut connected = false;
+        // After a failed poll no new poll starts before this instant (outstanding ones go on).
+        let mut resume_at: Option<tokio::time::Instant> = None;
+        loop {
+            let may_start = resume_at.is_none_or(|at| at <= tokio::time::Instant::now());
+            if may_start {
+                resume_at = None;
+            }
+            let next_start = async {
+                if let Some(at) = resume_at {
+                    tokio::time::sleep_until(at).await;
+                    return None;
+                }
+                Arc::clone(&slots).acquire_owned().await.ok()
+            };
+            tokio::select! {
+                biased;
+                _ = &mut *shutdown => break,
+                Some((permit, polled)) = polls.next(), if !polls.is_empty() => {
+                    let failed =
+                        self.handle(polled, permit, &mut jobs, &mut backoff, &mut connected);
+                    // Polls failing together (the runtime went away) back off once, not once
+                    // each: the delay grows by one step per round of polls.
+                    if failed && resume_at.is_none() {
+                        resume_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                    }
+                }
+                permit = next_start => {
+                    if let Some(permit) = permit {
+                        polls.push(start_poll(permit));
+                    }
+                }
+            }
+            while jobs.try_join_next().is_some() {}
+        }
+        // Shutdown: polls already under way may still finish briefly; a job one brings is run.
+        if !polls.is_empty() {
+            let drained = tokio::time::timeout(POLL_DRAIN, async {
+                while let Some((permit, polled)) = polls.next().await {
+                    let _ = self.handle(polled, permit, &mut jobs, &mut backoff, &mut connected);
+                }
+            })
+            .await;
+            if drained.is_err() {
+                tracing::debug!(
+                    outstanding = polls.len(),
+                    "the polls under way did not finish within {POLL_DRAIN:?} of the shutdown; stopping without them"
+                );
+            }
+        }
+        jobs
+    }
+
+    /// Acts on one poll's outcome: a job is spawned holding `permit`; on an empty or failed poll
+    /// the permit is given back. Returns whether the poll failed.
+    fn handle(
+        &mut self,
+        polled: Result<Polled, ClientError>,
+        permit: OwnedSemaphorePermit,
+        jobs: &mut JoinSet<()>,
+        backoff: &mut Backoff,
+        connected: &mut bool,
+    ) -> bool {
+        let shared = self.shared;
+        if polled.is_ok()
+            && let Some(schemas) = self.schemas_pending.take()
+        {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move { post_schemas(&shared.client, schemas).await });
+        }
+        match polled {
+            Ok(Polled::Job(job)) => {
+                *connected = true;
+                backoff.reset();
+                if let Err(e) = shared.client.result_url(&job.job_id) {
+                    // Not run: nothing it returned could be posted.
+                    drop(permit);
+                    tracing::error!(
+                        job_id = %job.job_id,
+                        function = %job.query_type,
+                        "job `{}` cannot be answered and is not run: {e}",
+                        job.job_id
+                    );
+                    return false;
+                }
+                let shared = Arc::clone(shared);
+                jobs.spawn(async move {
+                    run_job(&shared, job).await;
+                    drop(permit);
+                });
+                false
+            }
+            Ok(Polled::Malformed { job_id, error }) => {
+                *connected = true;
+                backoff.reset();
+                tracing::error!(job_id = %job_id, "undecodable job envelope: {error}");
+                let shared = Arc::clone(shared);
+                jobs.spawn(async move {
+                    let e = JobError::new(
+                        ErrorKind::InvalidInput,
+                        format!("invalid job envelope: {error}"),
+                    );
+                    shared.client.deliver(&job_id, Err(e)).await;
+                    drop(permit);
+                });
+                false
+            }
+            Ok(Polled::Empty) => {
+                *connected = true;
+                backoff.reset();
+                false
+            }
+            Err(e) => {
+                drop(permit);
+                log_poll_error(&e, *connected);
+                true
+            }
+        }
     }
 }
 
