@@ -1,4 +1,4 @@
-//! Foundry's container requirements that both [`crate::build`] and [`crate::check`] use
+//! Foundry's container requirements that both [`mod@crate::build`] and [`mod@crate::check`] use
 //! (docs/protocol.md §8.1, §9). Kept apart so that checking an image never depends on building one.
 
 /// The default runtime user and group id (the value Foundry's examples use).

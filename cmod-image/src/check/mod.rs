@@ -14,7 +14,7 @@
 //! and a CA bundle.
 //!
 //! [`check`] reads the documents and blobs; the merged filesystem of the layers and the checks
-//! on it (shell, `tee`, entrypoint) are in `fs`. Nothing here depends on [`crate::build`]:
+//! on it (shell, `tee`, entrypoint) are in `fs`. Nothing here depends on [`mod@crate::build`]:
 //! the shared requirements are in [`crate::requirements`].
 
 mod fs;
