@@ -10,42 +10,22 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use cmod_local::{LocalRuntime, LocalRuntimeOptions};
+use cmod_tests::child::LoggedChild;
 use serde_json::json;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Starts `e2e_module` with the runtime's environment plus `extra`.
-fn start_module(rt: &LocalRuntime, extra: &[(&str, &str)]) -> Child {
+/// Starts `e2e_module` with the runtime's environment plus `extra` (output collected, waits
+/// bounded: `cmod_tests::child`).
+fn start_module(rt: &LocalRuntime, extra: &[(&str, &str)]) -> LoggedChild {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_e2e_module"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(rt.env())
         .env("CMOD_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn e2e_module")
-}
-
-fn sigterm(child: &Child) {
-    let pid = child.id().expect("child pid");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("module did not exit")
-        .unwrap()
+        .envs(extra.iter().copied());
+    LoggedChild::spawn(&mut cmd)
 }
 
 async fn runtime(max_concurrent_tasks: usize) -> LocalRuntime {
@@ -100,9 +80,13 @@ async fn with_the_option_an_idle_module_keeps_one_poll_per_slot_and_never_holds_
     assert_eq!(stats.max_in_flight, 4, "4 jobs at once, never 5: {stats:?}");
     assert_eq!(stats.results_accepted, 12);
     assert_eq!(stats.duplicate_results, 0);
-    sigterm(&module);
-    let status = wait_exit(&mut module).await;
-    assert!(status.success(), "exit status {status:?}");
+    module.signal("TERM");
+    let status = module.wait().await;
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{}",
+        module.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,9 +105,13 @@ async fn by_default_at_most_one_poll_is_outstanding() {
     );
     assert_eq!(stats.max_in_flight, 4, "{stats:?}");
     assert_eq!(stats.results_accepted, 12);
-    sigterm(&module);
-    let status = wait_exit(&mut module).await;
-    assert!(status.success(), "exit status {status:?}");
+    module.signal("TERM");
+    let status = module.wait().await;
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{}",
+        module.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,13 +129,17 @@ async fn shutdown_with_outstanding_polls_answers_every_handed_out_job_exactly_on
         .collect();
     wait_until("3 jobs in flight", WAIT, || rt.in_flight().len() == 3).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    sigterm(&module);
+    module.signal("TERM");
     // Jobs arriving while the module drains: an outstanding poll may still bring some.
     let late: Vec<String> = (0..5)
         .map(|_| rt.enqueue("sleep_ms", json!({"ms": 50})))
         .collect();
-    let status = wait_exit(&mut module).await;
-    assert!(status.success(), "exit status {status:?}");
+    let status = module.wait().await;
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{}",
+        module.log()
+    );
     for id in &long {
         let r = rt.wait_result(id, Duration::from_secs(1)).await.unwrap();
         assert_eq!(r.json().unwrap(), json!(1000));
@@ -208,7 +200,11 @@ async fn with_the_option_failing_polls_back_off_together_and_recover() {
         json!(3),
         "recovers when the runtime does"
     );
-    sigterm(&module);
-    let status = wait_exit(&mut module).await;
-    assert!(status.success(), "exit status {status:?}");
+    module.signal("TERM");
+    let status = module.wait().await;
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{}",
+        module.log()
+    );
 }
