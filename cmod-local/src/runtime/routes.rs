@@ -218,15 +218,11 @@ async fn post_result(
         v.to_str()
             .is_ok_and(|s| s.to_ascii_lowercase().contains("chunked"))
     });
+    // Checked before the body is read (and counted once); answered after it was consumed.
+    let rejected = auth_rejection(&state, &headers, ROUTE);
     // A watched job (a streamed `--invoke` / invoke-API call) sees its body as it is read.
-    let watcher = match &job_id {
-        Ok(Path(id))
-            if headers
-                .get(AUTH_HEADER)
-                .is_some_and(|v| state.token_matches(v.as_bytes())) =>
-        {
-            state.watcher(id)
-        }
+    let watcher = match (&job_id, &rejected) {
+        (Ok(Path(id)), None) => state.watcher(id),
         _ => None,
     };
     let read = match watcher {
@@ -237,7 +233,7 @@ async fn post_result(
         Ok(b) => b,
         Err(r) => return r,
     };
-    if let Some(r) = auth_rejection(&state, &headers, ROUTE) {
+    if let Some(r) = rejected {
         return r;
     }
     let Path(job_id) = match job_id {
