@@ -15,8 +15,8 @@ pub use crate::functions::{ErrorKind, FunctionDef, JobError, JobFuture, JobInput
 // `#[compute_function]`: decoding, calling, encoding (see `function_call.rs`).
 pub use crate::functions::call::{
     ErrorTag, FunctionErrorType, FunctionResult, StreamTag, ViaDisplay, ViaIntoIterator,
-    ViaNothing, ViaStdError, ViaStream, box_future, decode_input, encode_item, encode_value,
-    into_result, iter_output, run_blocking, stream_output,
+    ViaNothing, ViaStdError, ViaStream, box_future, decode_input, encode_item, encode_item_into,
+    encode_value, into_result, iter_output, run_blocking, stream_output,
 };
 // `#[compute_function]`: compile-time checks, each spanned at the user's tokens.
 pub use crate::functions::call::{

@@ -237,6 +237,8 @@ struct Args {
     quick: bool,
     python: bool,
     only: Option<Kind>,
+    /// `--profile FUNCTION SLOTS SECONDS`: one module under one load, for `perf record -p`.
+    profile: Option<(&'static str, usize, u64)>,
 }
 
 const HELP: &str = "\
@@ -252,6 +254,11 @@ options:
   --no-python    skip the Python SDK even when `python3` can import `compute_modules`
   --only NAME    run only `cmod` (both polling modes), `cmod-concurrent-polls`,
                  `hyper-floor`, `baseline` (both shapes), `baseline-one-poll` or `python`
+  --profile FUNCTION SLOTS SECONDS
+                 no figures: start one module (`--only`, default cmod) with SLOTS as
+                 MAX_CONCURRENT_TASKS, print its pid, and keep it busy with FUNCTION
+                 (add, add_async: 20,000-job batches; count, count_stream: 100,000-item
+                 streams) for SECONDS, e.g. for `perf record -g -p PID` (BENCHMARKS.md)
   --help         this text
 
 The Python SDK column needs `pip install foundry-compute-modules` for `python3` (or the
@@ -264,6 +271,7 @@ fn parse_args() -> Result<Option<Args>, BenchError> {
         quick: false,
         python: true,
         only: None,
+        profile: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -296,6 +304,24 @@ fn parse_args() -> Result<Option<Args>, BenchError> {
                         )));
                     }
                 })
+            }
+            "--profile" => {
+                let usage = || {
+                    BenchError::Usage(
+                        "--profile takes FUNCTION SLOTS SECONDS, e.g. --profile add_async 1 30"
+                            .into(),
+                    )
+                };
+                let function = match it.next().as_deref() {
+                    Some(ADD) => ADD,
+                    Some(ADD_ASYNC) => ADD_ASYNC,
+                    Some(COUNT) => COUNT,
+                    Some(COUNT_STREAM) => COUNT_STREAM,
+                    _ => return Err(usage()),
+                };
+                let slots = it.next().and_then(|s| s.parse().ok()).ok_or_else(usage)?;
+                let seconds = it.next().and_then(|s| s.parse().ok()).ok_or_else(usage)?;
+                args.profile = Some((function, slots, seconds));
             }
             "--help" | "-h" => {
                 println!("{HELP}");
@@ -604,6 +630,9 @@ async fn run() -> Result<(), BenchError> {
     let Some(args) = parse_args()? else {
         return Ok(());
     };
+    if let Some((function, slots, seconds)) = args.profile {
+        return profile(args.only.unwrap_or(Kind::Cmod), function, slots, seconds).await;
+    }
     let started = Instant::now();
     let load_before = load_average();
     let wanted = |k: Kind| args.only.is_none_or(|o| o == k);
@@ -669,6 +698,65 @@ async fn run() -> Result<(), BenchError> {
         report::write(path, &markdown)?;
         eprintln!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// `--profile`: one module, one load, its pid on stdout; no figures.
+async fn profile(
+    kind: Kind,
+    function: &'static str,
+    slots: usize,
+    seconds: u64,
+) -> Result<(), BenchError> {
+    let imp = match kind {
+        Kind::Cmod => Implementation::cmod(),
+        Kind::CmodConcurrent => Implementation::cmod_concurrent(),
+        Kind::Floor => Implementation::floor(),
+        Kind::Baseline => Implementation::baseline(),
+        Kind::BaselineOnePoll => Implementation::baseline_one_poll(),
+        Kind::Python => {
+            return Err(BenchError::Usage(
+                "--profile measures a native module, not python".into(),
+            ));
+        }
+    };
+    let (rt, m, _) = start_module(&imp, slots, "profile").await?;
+    println!("{} pid {}", kind.label(), m.pid());
+    let started = Instant::now();
+    let cpu_before = m.cpu_time();
+    let until = started + Duration::from_secs(seconds);
+    let mut rounds = 0u64;
+    while Instant::now() < until {
+        match function {
+            COUNT | COUNT_STREAM => {
+                scenarios::streaming(&rt, function, Plan::FULL.stream_items).await?;
+            }
+            _ => {
+                scenarios::throughput(&rt, function, Plan::FULL.throughput_jobs).await?;
+            }
+        }
+        rounds += 1;
+    }
+    let cpu = m.cpu_time().saturating_sub(cpu_before);
+    let wall = started.elapsed();
+    let per_round = match function {
+        COUNT | COUNT_STREAM => Plan::FULL.stream_items,
+        _ => Plan::FULL.throughput_jobs as u64,
+    };
+    let units = (rounds * per_round).max(1);
+    eprintln!(
+        "{rounds} rounds of {function} in {:.1} s: {:.0} per second, module CPU {:.2} µs per {}",
+        wall.as_secs_f64(),
+        units as f64 / wall.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / units as f64,
+        if per_round == Plan::FULL.stream_items {
+            "item"
+        } else {
+            "job"
+        },
+    );
+    m.stop().await;
+    rt.shutdown().await;
     Ok(())
 }
 

@@ -178,6 +178,11 @@ impl Module {
         })
     }
 
+    /// The module's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Waits for the runtime's first poll; returns the time from spawn to it.
     pub(crate) async fn time_to_first_poll(
         &mut self,

@@ -175,7 +175,7 @@ pub(crate) fn generate(
             }
         }
         Shape::Iter(item) => {
-            let encoder = item_encoder(&p, item, &function_error);
+            let encoder = item_appender(&p, item, &function_error);
             if is_async {
                 quote! {
                     let __cmod_ret = #call_await;
@@ -318,6 +318,26 @@ fn item_encoder(p: &TokenStream, item: &Item, function_error: &TokenStream) -> T
         }
     } else {
         quote_spanned!(span=> |__cmod_item| #p::encode_item(&__cmod_item))
+    }
+}
+
+/// The closure appending one iterated item's JSON to a batch buffer (an `Err` item becomes a
+/// `FunctionError`).
+fn item_appender(p: &TokenStream, item: &Item, function_error: &TokenStream) -> TokenStream {
+    let span = item.ty.span();
+    if item.fallible {
+        quote_spanned! {span=>
+            |__cmod_buf: &mut ::std::vec::Vec<u8>, __cmod_item| match #p::into_result(__cmod_item) {
+                ::core::result::Result::Ok(__cmod_ok) => #p::encode_item_into(__cmod_buf, &__cmod_ok),
+                ::core::result::Result::Err(__cmod_err) => {
+                    ::core::result::Result::Err(#function_error)
+                }
+            }
+        }
+    } else {
+        quote_spanned! {span=>
+            |__cmod_buf: &mut ::std::vec::Vec<u8>, __cmod_item| #p::encode_item_into(__cmod_buf, &__cmod_item)
+        }
     }
 }
 

@@ -1,8 +1,7 @@
 //! The compute-module runtime client: get job, post result, post schemas, restart notification
-//! (docs/protocol.md §3.1). One `reqwest` client with a connection pool, TLS trusting exactly the
-//! configured CA files.
+//! (docs/protocol.md §3.1). Over the runtime transport (`transport::h1`: hyper with a small
+//! keep-alive pool and flattened writes), TLS trusting exactly the configured CA files.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
@@ -11,16 +10,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use reqwest::{StatusCode, Url};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, StatusCode, Uri};
+use hyper::body::Incoming;
+use reqwest::Url;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use crate::config::RuntimeConfig;
 use crate::functions::outcome::{ErrorKind, JobError, Output};
-use crate::transport::watchdog::{self, BodyError, BufferedBody, Limits, Progress};
-use crate::transport::{self, Trust, describe_reqwest_error};
+use crate::transport::h1::{self, BodyError, H1Client, H1Error, Origin};
+use crate::transport::watchdog::{self, BufferedBody, Limits, Progress};
+use crate::transport::{self, Trust};
 
 /// Header carrying the module auth token.
 const AUTH_HEADER: &str = "Module-Auth-Token";
@@ -47,7 +49,7 @@ const FALLBACK_ATTEMPTS: u32 = 3;
 const STREAM_REPLAY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// A streamed result: one JSON value per item.
-type ResultStream = BoxStream<'static, Result<Vec<u8>, JobError>>;
+type ResultStream = BoxStream<'static, Result<Bytes, JobError>>;
 
 /// A failed call to the runtime.
 #[derive(Debug, thiserror::Error)]
@@ -102,10 +104,10 @@ impl ClientError {
         }
     }
 
-    fn transport(during: &'static str, e: &reqwest::Error) -> Self {
+    fn transport(during: &'static str, e: &H1Error) -> Self {
         ClientError::Transport {
             during,
-            message: describe_reqwest_error(e),
+            message: e.to_string(),
             connect: e.is_connect(),
         }
     }
@@ -121,7 +123,11 @@ impl ClientError {
     fn body(during: &'static str, e: BodyError) -> Self {
         match e {
             BodyError::Stalled(stall) => Self::stalled(during, stall),
-            BodyError::Transport(e) => Self::transport(during, &e),
+            BodyError::Http(message) => ClientError::Transport {
+                during,
+                message,
+                connect: false,
+            },
         }
     }
 }
@@ -258,8 +264,8 @@ fn parse_job(body: &[u8]) -> Result<Polled, String> {
 /// The runtime client. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct RuntimeClient {
-    http: reqwest::Client,
-    get_job: Url,
+    http: H1Client,
+    get_job: Target,
     post_result_base: Url,
     post_schema: Option<Url>,
     restart: Option<Url>,
@@ -270,7 +276,7 @@ pub(crate) struct RuntimeClient {
 impl std::fmt::Debug for RuntimeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuntimeClient")
-            .field("get_job", &self.get_job.as_str())
+            .field("get_job", &self.get_job)
             .field("limits", &self.limits)
             .finish()
     }
@@ -320,32 +326,35 @@ impl RuntimeClient {
             .iter()
             .flat_map(|ca| ca.certs.iter().cloned())
             .collect();
-        // The runtime never redirects: the transport's builder follows none, as following one
-        // would send the module auth token (and the result) to wherever it points.
-        let mut builder = transport::client_builder(Trust::Only(&cas), None, CONNECT_TIMEOUT)
-            .map_err(crate::Error::Runtime)?
-            .http1_only()
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(config.max_concurrent_tasks + 2)
-            .no_proxy();
-        // The sidecar binds IPv4 only: resolve `localhost` to 127.0.0.1 (keeping the host name
-        // for SNI and certificate checks), as docs/protocol.md §3.2 recommends.
-        for url in std::iter::once(&get_job)
-            .chain(std::iter::once(&post_result_base))
-            .chain(post_schema.iter())
-            .chain(restart.iter())
-        {
-            if url.host_str() == Some("localhost") {
-                let port = url.port_or_known_default().unwrap_or(443);
-                builder = builder.resolve("localhost", SocketAddr::from(([127, 0, 0, 1], port)));
-            }
-        }
-        let http = builder.build().map_err(|e| {
-            crate::Error::Runtime(format!(
-                "cannot build HTTP client: {}",
-                describe_reqwest_error(&e)
-            ))
+        let tls = transport::tls_config(Trust::Only(&cas), None).map_err(crate::Error::Runtime)?;
+        let origin = |what: &str, url: &Url| {
+            Origin::of(url)
+                .map_err(|e| crate::Error::Runtime(format!("invalid {what} URI `{url}`: {e}")))
+        };
+        let origins = [
+            Some(origin("get-job", &get_job)?),
+            Some(origin("post-result", &post_result_base)?),
+            post_schema
+                .as_ref()
+                .map(|u| origin("post-schema", u))
+                .transpose()?,
+            restart
+                .as_ref()
+                .map(|u| origin("restart-notification", u))
+                .transpose()?,
+        ];
+        // The runtime never redirects: this transport follows none, as following one would send
+        // the module auth token (and the result) to wherever it points.
+        let http = H1Client::new(
+            tls,
+            origins.into_iter().flatten(),
+            CONNECT_TIMEOUT,
+            Duration::from_secs(60),
+            config.max_concurrent_tasks + 2,
+        )
+        .map_err(|e| crate::Error::Runtime(format!("cannot build the runtime client: {e}")))?;
+        let get_job = Target::of(&get_job).map_err(|e| {
+            crate::Error::Runtime(format!("invalid get-job URI `{}`: {e}", config.get_job_uri))
         })?;
         let token = match &config.module_auth_token {
             Some(t) => {
@@ -371,11 +380,25 @@ impl RuntimeClient {
         })
     }
 
-    fn with_token(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
-            Some(t) => req.header(AUTH_HEADER, t.clone()),
-            None => req,
+    /// A request to `target` with the module auth token and `body`.
+    fn request(
+        &self,
+        method: Method,
+        target: &Target,
+        content_type: Option<&'static str>,
+        body: h1::Body,
+    ) -> Request<h1::Body> {
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = target.path.clone();
+        let headers = request.headers_mut();
+        if let Some(token) = &self.token {
+            headers.insert(AUTH_HEADER, token.clone());
         }
+        if let Some(content_type) = content_type {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
+        request
     }
 
     /// Sends a request without a body (or with a small one sent at once), waiting at most
@@ -383,15 +406,16 @@ impl RuntimeClient {
     async fn exchange(
         &self,
         during: &'static str,
-        request: reqwest::RequestBuilder,
+        target: &Target,
+        request: Request<h1::Body>,
         response: Duration,
-    ) -> Result<reqwest::Response, ClientError> {
+    ) -> Result<http::Response<Incoming>, ClientError> {
         let progress = Progress::new(false);
         let limits = Limits {
             response,
             ..self.limits
         };
-        watchdog::guard(&progress, limits, request.send())
+        watchdog::guard(&progress, limits, self.http.send(&target.origin, request))
             .await
             .map_err(|stall| ClientError::stalled(during, stall))?
             .map_err(|e| ClientError::transport(during, &e))
@@ -400,14 +424,19 @@ impl RuntimeClient {
     /// One GET job.
     pub(crate) async fn poll(&self) -> Result<Polled, ClientError> {
         const DURING: &str = "polling for a job";
-        let request = self.with_token(self.http.get(self.get_job.clone()));
+        let request = self.request(Method::GET, &self.get_job, None, h1::full(Bytes::new()));
         let resp = self
-            .exchange(DURING, request, POLL_TIMEOUT.max(self.limits.response))
+            .exchange(
+                DURING,
+                &self.get_job,
+                request,
+                POLL_TIMEOUT.max(self.limits.response),
+            )
             .await?;
         match resp.status() {
             StatusCode::NO_CONTENT => Ok(Polled::Empty),
             StatusCode::OK => {
-                let body = watchdog::read_body(resp, self.limits.idle)
+                let body = h1::read_body(resp.into_body(), self.limits.idle)
                     .await
                     .map_err(|e| ClientError::body(DURING, e))?;
                 if body.is_empty() {
@@ -428,10 +457,14 @@ impl RuntimeClient {
         let Some(url) = &self.post_schema else {
             return Ok(false);
         };
-        let request = self
-            .with_token(self.http.post(url.clone()))
-            .header(CONTENT_TYPE, "application/json");
-        match self.post_buffered(DURING, request, body).await {
+        let target = Target::of(url).map_err(|message| ClientError::Protocol {
+            during: DURING,
+            message,
+        })?;
+        match self
+            .post_buffered(DURING, &target, Some("application/json"), body)
+            .await
+        {
             Ok(()) => Ok(true),
             Err(e) => Err(e),
         }
@@ -443,15 +476,24 @@ impl RuntimeClient {
         let Some(url) = &self.restart else {
             return Ok(None);
         };
-        let request = self
-            .with_token(self.http.post(url.clone()))
-            .header(CONTENT_TYPE, "application/octet-stream");
-        let resp = self.exchange(DURING, request, self.limits.response).await?;
+        let target = Target::of(url).map_err(|message| ClientError::Protocol {
+            during: DURING,
+            message,
+        })?;
+        let request = self.request(
+            Method::POST,
+            &target,
+            Some("application/octet-stream"),
+            h1::full(Bytes::new()),
+        );
+        let resp = self
+            .exchange(DURING, &target, request, self.limits.response)
+            .await?;
         let status = resp.status();
         if !status.is_success() {
             return Err(self.status_error(DURING, resp, status).await);
         }
-        let body = watchdog::read_body(resp, self.limits.idle)
+        let body = h1::read_body(resp.into_body(), self.limits.idle)
             .await
             .map_err(|e| ClientError::body(DURING, e))?;
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -468,7 +510,7 @@ impl RuntimeClient {
     /// The URL a job's result is posted to: the base with the job id appended as one
     /// percent-encoded path segment, so no id can reach another endpoint. `.` and `..` (and
     /// the empty id) cannot be a path segment at all: such a job cannot be answered.
-    pub(crate) fn result_url(&self, job_id: &str) -> Result<Url, ClientError> {
+    pub(crate) fn result_url(&self, job_id: &str) -> Result<Target, ClientError> {
         if matches!(job_id, "" | "." | "..") {
             return Err(ClientError::Protocol {
                 during: "posting a result",
@@ -484,28 +526,39 @@ impl RuntimeClient {
                 message: "the post-result URI cannot take a path segment".into(),
             })?
             .push(job_id);
-        Ok(url)
+        Target::of(&url).map_err(|message| ClientError::Protocol {
+            during: "posting a result",
+            message,
+        })
     }
 
     /// POSTs a buffered body (sent with its length, progress watched) and checks for a 2xx.
     async fn post_buffered(
         &self,
         during: &'static str,
-        request: reqwest::RequestBuilder,
+        target: &Target,
+        content_type: Option<&'static str>,
         body: Bytes,
     ) -> Result<(), ClientError> {
         let progress = Progress::new(true);
         let len = body.len();
-        let request = request
-            .header(CONTENT_LENGTH, len)
-            .body(reqwest::Body::wrap_stream(BufferedBody::new(
-                body,
-                Arc::clone(&progress),
-            )));
-        let resp = watchdog::guard(&progress, self.limits, request.send())
-            .await
-            .map_err(|stall| ClientError::stalled(during, stall))?
-            .map_err(|e| ClientError::transport(during, &e))?;
+        let mut request = self.request(
+            Method::POST,
+            target,
+            content_type,
+            h1::streamed(BufferedBody::new(body, Arc::clone(&progress))),
+        );
+        request
+            .headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(len));
+        let resp = watchdog::guard(
+            &progress,
+            self.limits,
+            self.http.send(&target.origin, request),
+        )
+        .await
+        .map_err(|stall| ClientError::stalled(during, stall))?
+        .map_err(|e| ClientError::transport(during, &e))?;
         let status = resp.status();
         if status.is_success() {
             Ok(())
@@ -514,9 +567,8 @@ impl RuntimeClient {
         }
     }
 
-    fn result_request(&self, url: Url) -> reqwest::RequestBuilder {
-        self.with_token(self.http.post(url))
-            .header(CONTENT_TYPE, "application/octet-stream")
+    fn result_request(&self, target: &Target, body: h1::Body) -> Request<h1::Body> {
+        self.request(Method::POST, target, Some("application/octet-stream"), body)
     }
 
     /// Delivers one job's outcome: the result (retried on transient failures with the body
@@ -587,7 +639,7 @@ impl RuntimeClient {
         }
     }
 
-    async fn deliver_error_to(&self, url: &Url, job_id: &str, error: &JobError) -> Delivery {
+    async fn deliver_error_to(&self, url: &Target, job_id: &str, error: &JobError) -> Delivery {
         let body = Bytes::from(error.to_result_body());
         match self
             .post_bytes_with_retries(url, body, RESULT_ATTEMPTS)
@@ -603,7 +655,7 @@ impl RuntimeClient {
 
     async fn post_bytes_with_retries(
         &self,
-        url: &Url,
+        url: &Target,
         body: Bytes,
         attempts: u32,
     ) -> Result<(), ClientError> {
@@ -612,8 +664,10 @@ impl RuntimeClient {
             crate::transport::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let mut attempt = 1;
         loop {
-            let request = self.result_request(url.clone());
-            match self.post_buffered(DURING, request, body.clone()).await {
+            match self
+                .post_buffered(DURING, url, Some("application/octet-stream"), body.clone())
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_transient() && attempt < attempts => {
                     tracing::warn!("attempt {attempt}/{attempts} failed, retrying: {e}");
@@ -632,7 +686,7 @@ impl RuntimeClient {
     /// makes a prefix the result. After such a failure the rest of the stream is consumed into
     /// the copy, then the whole body is posted again; a body larger than the limit becomes a
     /// `ResultDeliveryFailed` error instead.
-    async fn post_stream(&self, url: &Url, stream: ResultStream) -> StreamDelivery {
+    async fn post_stream(&self, url: &Target, stream: ResultStream) -> StreamDelivery {
         const DURING: &str = "posting a streamed result";
         let progress = Progress::new(true);
         let feed = Arc::new(Mutex::new(Some(Feed {
@@ -646,10 +700,9 @@ impl RuntimeClient {
             progress: Arc::clone(&progress),
             _done: done_tx,
         };
-        let request = self
-            .result_request(url.clone())
-            .body(reqwest::Body::wrap_stream(body));
-        let answered = watchdog::guard(&progress, self.limits, request.send()).await;
+        let request = self.result_request(url, h1::streamed(body));
+        let answered =
+            watchdog::guard(&progress, self.limits, self.http.send(&url.origin, request)).await;
         let first = match answered {
             Err(stall) => Err(ClientError::stalled(DURING, stall)),
             Ok(Err(e)) => Err(ClientError::transport(DURING, &e)),
@@ -750,7 +803,12 @@ impl RuntimeClient {
     }
 
     /// Posts a kept streamed result again, chunk for chunk (still chunked on the wire).
-    async fn post_replay(&self, url: &Url, data: Bytes, ends: Vec<u32>) -> Result<(), ClientError> {
+    async fn post_replay(
+        &self,
+        url: &Target,
+        data: Bytes,
+        ends: Vec<u32>,
+    ) -> Result<(), ClientError> {
         const DURING: &str = "posting a streamed result";
         let progress = Progress::new(true);
         let marker = Arc::clone(&progress);
@@ -770,10 +828,8 @@ impl RuntimeClient {
                 }
             }
         });
-        let request = self
-            .result_request(url.clone())
-            .body(reqwest::Body::wrap_stream(body));
-        let resp = watchdog::guard(&progress, self.limits, request.send())
+        let request = self.result_request(url, h1::streamed(body));
+        let resp = watchdog::guard(&progress, self.limits, self.http.send(&url.origin, request))
             .await
             .map_err(|stall| ClientError::stalled(DURING, stall))?
             .map_err(|e| ClientError::transport(DURING, &e))?;
@@ -807,11 +863,11 @@ impl RuntimeClient {
     async fn status_error(
         &self,
         during: &'static str,
-        resp: reqwest::Response,
+        resp: http::Response<Incoming>,
         status: StatusCode,
     ) -> ClientError {
         // The body only explains the status: a stalled or broken one is left out.
-        let body = watchdog::read_body(resp, self.limits.idle)
+        let body = h1::read_body(resp.into_body(), self.limits.idle)
             .await
             .unwrap_or_default();
         let mut text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
@@ -823,6 +879,27 @@ impl RuntimeClient {
             status: status.as_u16(),
             body: text.trim().to_owned(),
         }
+    }
+}
+
+/// Where a request goes: an origin of the transport and the request target (path and query).
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    origin: Origin,
+    path: Uri,
+}
+
+impl Target {
+    fn of(url: &Url) -> Result<Self, String> {
+        let origin = Origin::of(url)?;
+        let path = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let path = path
+            .parse::<Uri>()
+            .map_err(|e| format!("invalid request target `{path}`: {e}"))?;
+        Ok(Self { origin, path })
     }
 }
 
@@ -872,7 +949,7 @@ impl Stream for TeeBody {
                     feed.replay = None;
                 }
                 self.progress.handed_off();
-                Poll::Ready(Some(Ok(Bytes::from(bytes))))
+                Poll::Ready(Some(Ok(bytes)))
             }
             Poll::Ready(Some(Err(job_error))) => {
                 feed.item_error = Some(job_error);

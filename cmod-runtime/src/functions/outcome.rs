@@ -29,7 +29,7 @@ pub enum Output {
     Json(Vec<u8>),
     /// A streaming result: each item is one complete JSON value, sent as one HTTP chunk with no
     /// separators (docs/protocol.md §3.8). An `Err` item ends the stream; what was sent stays sent.
-    Stream(BoxStream<'static, Result<Vec<u8>, JobError>>),
+    Stream(BoxStream<'static, Result<bytes::Bytes, JobError>>),
 }
 
 impl fmt::Debug for Output {

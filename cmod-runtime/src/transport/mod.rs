@@ -1,5 +1,6 @@
 //! HTTP transport shared by every client (runtime, Foundry, OAuth, sources), each concern in
-//! one place: TLS and client construction with the trust made explicit ([`Trust`]: the runtime
+//! one place: the runtime client's own HTTP/1.1 transport on hyper ([`h1`]: the two hot calls,
+//! poll and post, without reqwest's per-request work), TLS and client construction with the trust made explicit ([`Trust`]: the runtime
 //! trusts exactly its configured CAs, the platform clients the public roots plus
 //! `DEFAULT_CA_PATH`), timeouts and idle limits ([`watchdog`]), the one backoff formula
 //! ([`Backoff`]), retries of transient failures ([`send_with_retry`]), error descriptions
@@ -7,6 +8,7 @@
 
 mod backoff;
 mod describe;
+pub(crate) mod h1;
 mod redact;
 mod retry;
 mod tls;
@@ -17,6 +19,4 @@ pub(crate) use describe::{describe_reqwest_error, describe_send_error};
 pub(crate) use redact::{scrub_error, scrub_response, shown, shown_url};
 pub(crate) use retry::send_with_retry;
 pub use retry::{RetryPolicy, Timeouts};
-pub(crate) use tls::{
-    PlatformCas, Trust, client_builder, platform_client, platform_client_builder,
-};
+pub(crate) use tls::{PlatformCas, Trust, platform_client, platform_client_builder, tls_config};

@@ -416,42 +416,6 @@ pub(crate) fn limit_var(
     }
 }
 
-/// Reads a whole response body, each chunk within `idle`.
-pub(crate) async fn read_body(
-    mut response: reqwest::Response,
-    idle: Duration,
-) -> Result<Bytes, BodyError> {
-    let mut first: Option<Bytes> = None;
-    let mut rest: Vec<u8> = Vec::new();
-    loop {
-        match tokio::time::timeout(idle, response.chunk()).await {
-            Err(_) => return Err(BodyError::Stalled(Stall::Download(idle))),
-            Ok(Err(e)) => return Err(BodyError::Transport(e)),
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(chunk))) => match &first {
-                None if rest.is_empty() => first = Some(chunk),
-                _ => {
-                    if let Some(f) = first.take() {
-                        rest.extend_from_slice(&f);
-                    }
-                    rest.extend_from_slice(&chunk);
-                }
-            },
-        }
-    }
-    Ok(match first {
-        Some(only) => only,
-        None => Bytes::from(rest),
-    })
-}
-
-/// Why a response body could not be read.
-#[derive(Debug)]
-pub(crate) enum BodyError {
-    Stalled(Stall),
-    Transport(reqwest::Error),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

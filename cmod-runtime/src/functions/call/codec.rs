@@ -94,7 +94,25 @@ pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Output, JobError
 /// Encodes one value (a result, or one streamed item) as JSON bytes. Errors are
 /// `SerializationError` and name the path inside the value.
 pub fn encode_item<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JobError> {
-    serde_json::to_vec(value).map_err(|first| {
+    serde_json::to_vec(value).map_err(|first| serialize_error(value, first))
+}
+
+/// Appends one value's JSON to `buf` (streamed items share a buffer per batch); on an error
+/// `buf` is left as it was.
+pub fn encode_item_into<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), JobError> {
+    let start = buf.len();
+    serde_json::to_writer(&mut *buf, value).map_err(|first| {
+        buf.truncate(start);
+        serialize_error(value, first)
+    })
+}
+
+/// The `SerializationError` of `value`, naming the path inside it where serialization failed.
+fn serialize_error<T: Serialize + ?Sized>(value: &T, first: serde_json::Error) -> JobError {
+    {
         let mut buf = Vec::new();
         let mut ser = serde_json::Serializer::new(&mut buf);
         let (path, err) = match serde_path_to_error::serialize(value, &mut ser) {
@@ -107,5 +125,5 @@ pub fn encode_item<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, JobError
             format!("the result could not be serialized to JSON at `{path}`: {err}")
         };
         JobError::new(ErrorKind::SerializationError, message)
-    })
+    }
 }

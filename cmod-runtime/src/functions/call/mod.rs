@@ -105,7 +105,7 @@ mod tests {
     async fn iterator_panics_end_the_stream_with_a_panic_item() {
         let out = iter_output(
             || Ok((0..3).inspect(|i| assert!(*i < 2, "item {i} is bad"))),
-            |i| encode_item(&i),
+            |buf, i| codec::encode_item_into(buf, &i),
         )
         .await
         .unwrap();
@@ -139,7 +139,7 @@ mod tests {
     async fn a_failing_call_is_the_result_not_a_stream() {
         let r = iter_output(
             || Err::<Vec<i32>, _>(JobError::new(ErrorKind::FunctionError, "no")),
-            |i| encode_item(&i),
+            |buf, i| codec::encode_item_into(buf, &i),
         )
         .await;
         assert_eq!(r.unwrap_err().message(), "no");

@@ -8,7 +8,7 @@ use futures_util::Stream;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
 
-use super::codec::encode_item;
+use super::codec::{encode_item, encode_item_into};
 use super::stream::{iter_output, stream_output};
 use crate::functions::outcome::{ErrorKind, JobError, JobFuture};
 
@@ -184,6 +184,9 @@ where
         generator.subschema_for::<I::Item>()
     }
     fn __cmod_stream(&self, value: I) -> JobFuture {
-        Box::pin(iter_output(move || Ok(value), |item| encode_item(&item)))
+        Box::pin(iter_output(
+            move || Ok(value),
+            |buf, item| encode_item_into(buf, &item),
+        ))
     }
 }

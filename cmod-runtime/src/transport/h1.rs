@@ -1,0 +1,429 @@
+//! The runtime client's HTTP/1.1 transport: hyper's client connection over tokio-rustls, with a
+//! small keep-alive pool per origin (issue 15, BENCHMARKS.md).
+//!
+//! Why not reqwest here, as everywhere else: the profile of the job path showed two costs that
+//! reqwest cannot switch off. Its hyper connections use vectored writes over rustls, which turns
+//! every queued slice — a chunk-size line, a chunk, its CRLF, each header block — into a TLS
+//! record of its own and a `writev` of its own: 40 % of the module's CPU for a stream of small
+//! items, 20 % for a trivial job. And every request pays for URL handling, the pool's hashing
+//! and locking, and a hand-off to a connection task. This transport writes through hyper's
+//! flattening buffer (`writev(false)`: one record per flush), builds request targets without a
+//! URL parser, and keeps at most a few idle connections per origin.
+//!
+//! It follows no redirect (there is no redirect handling at all) and sends no `Referer`: the
+//! module auth token only ever goes to the origin it was configured for.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt as _;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::watchdog::Stall;
+
+/// A request body: empty, buffered or streamed; errors abort the request.
+pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum H1Error {
+    /// No connection could be made (refused, unreachable, DNS, TCP timeout).
+    #[error("cannot connect to {origin}: {message}")]
+    Connect { origin: String, message: String },
+    /// The TLS handshake failed (certificate not trusted, wrong name, protocol error).
+    #[error("TLS handshake with {origin} failed: {message}")]
+    Tls { origin: String, message: String },
+    /// The connection failed during the exchange.
+    #[error("{}", describe(.0))]
+    Http(#[from] hyper::Error),
+}
+
+impl H1Error {
+    /// Whether no connection could be made at all.
+    pub(crate) fn is_connect(&self) -> bool {
+        matches!(self, H1Error::Connect { .. })
+    }
+}
+
+/// A hyper error with its causes (never a URL: hyper's errors carry none).
+fn describe(e: &hyper::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The scheme, host and port requests go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    tls: bool,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// The origin of `url` (`http` or `https` only).
+    pub(crate) fn of(url: &reqwest::Url) -> Result<Self, String> {
+        let tls = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            other => return Err(format!("unsupported scheme `{other}` (http or https)")),
+        };
+        let host = url
+            .host_str()
+            .ok_or("no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
+        Ok(Self { tls, host, port })
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// An idle connection and since when it has been idle.
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+/// The connections of one origin.
+struct Pool {
+    origin: Origin,
+    host_header: HeaderValue,
+    server_name: ServerName<'static>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// An HTTP/1.1 client for a few fixed origins. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct H1Client {
+    tls: TlsConnector,
+    pools: Arc<[Pool]>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+}
+
+impl std::fmt::Debug for H1Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H1Client")
+            .field(
+                "origins",
+                &self.pools.iter().map(|p| &p.origin).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl H1Client {
+    /// A client for `origins`, trusting what `tls` trusts. At most `max_idle` idle connections
+    /// are kept per origin, each for at most `idle_timeout`.
+    pub(crate) fn new(
+        tls: rustls::ClientConfig,
+        origins: impl IntoIterator<Item = Origin>,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> Result<Self, String> {
+        let mut pools: Vec<Pool> = Vec::new();
+        for origin in origins {
+            if pools.iter().any(|p| p.origin == origin) {
+                continue;
+            }
+            let default_port = if origin.tls { 443 } else { 80 };
+            let authority = match (origin.host.contains(':'), origin.port == default_port) {
+                (true, true) => format!("[{}]", origin.host),
+                (true, false) => format!("[{}]:{}", origin.host, origin.port),
+                (false, true) => origin.host.clone(),
+                (false, false) => format!("{}:{}", origin.host, origin.port),
+            };
+            let host_header = HeaderValue::from_str(&authority)
+                .map_err(|_| format!("invalid host `{}`", origin.host))?;
+            let server_name = ServerName::try_from(origin.host.clone())
+                .map_err(|e| format!("invalid TLS server name `{}`: {e}", origin.host))?;
+            pools.push(Pool {
+                origin,
+                host_header,
+                server_name,
+                idle: Mutex::new(Vec::new()),
+            });
+        }
+        Ok(Self {
+            tls: TlsConnector::from(Arc::new(tls)),
+            pools: pools.into(),
+            connect_timeout,
+            idle_timeout,
+            max_idle: max_idle.max(1),
+        })
+    }
+
+    /// Sends `request` (its URI: a path and query only) to `origin`, which must be one of the
+    /// client's. A request that a pooled connection could not take (it had been closed while
+    /// idle) goes out again on a new connection: it was never sent, so nothing is repeated.
+    pub(crate) async fn send(
+        &self,
+        origin: &Origin,
+        mut request: Request<Body>,
+    ) -> Result<Response<Incoming>, H1Error> {
+        let Some(pool) = self.pools.iter().find(|p| &p.origin == origin) else {
+            return Err(H1Error::Connect {
+                origin: origin.to_string(),
+                message: "not an origin of this client".into(),
+            });
+        };
+        request.headers_mut().insert(HOST, pool.host_header.clone());
+        loop {
+            let (mut sender, reused) = match self.checkout(pool) {
+                Some(sender) => (sender, true),
+                None => (self.connect(pool).await?, false),
+            };
+            if let Err(e) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(H1Error::Http(e));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.checkin(pool, sender);
+                    return Ok(response);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(H1Error::Http(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// An idle connection ready for a request, dropping closed and expired ones.
+    fn checkout(&self, pool: &Pool) -> Option<SendRequest<Body>> {
+        let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < self.idle_timeout);
+        // The most recently used first: its TLS session and buffers are warm.
+        let i = idle.iter().rposition(|c| c.sender.is_ready())?;
+        Some(idle.swap_remove(i).sender)
+    }
+
+    /// Keeps a connection for the next request once its response is read (until then it is not
+    /// ready, and `checkout` passes it by).
+    fn checkin(&self, pool: &Pool, sender: SendRequest<Body>) {
+        let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.max_idle && !sender.is_closed() {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// A new connection to `pool`'s origin; its driver runs as a task of its own.
+    async fn connect(&self, pool: &Pool) -> Result<SendRequest<Body>, H1Error> {
+        let origin = &pool.origin;
+        let connect_error = |message: String| H1Error::Connect {
+            origin: origin.to_string(),
+            message,
+        };
+        let tcp = tokio::time::timeout(self.connect_timeout, tcp_connect(origin))
+            .await
+            .map_err(|_| {
+                connect_error(format!(
+                    "no connection within {} s",
+                    self.connect_timeout.as_secs()
+                ))
+            })?
+            .map_err(connect_error)?;
+        let _ = tcp.set_nodelay(true);
+        let io = if origin.tls {
+            let tls = tokio::time::timeout(
+                self.connect_timeout,
+                self.tls.connect(pool.server_name.clone(), tcp),
+            )
+            .await
+            .map_err(|_| H1Error::Tls {
+                origin: origin.to_string(),
+                message: format!("no handshake within {} s", self.connect_timeout.as_secs()),
+            })?
+            .map_err(|e| H1Error::Tls {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            })?;
+            Io::Tls(Box::new(tls))
+        } else {
+            Io::Plain(tcp)
+        };
+        // Flattened writes: headers and small chunks are copied into one buffer and written as
+        // one TLS record, not queued as slices that rustls would seal one by one.
+        let (sender, connection) = http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(io))
+            .await?;
+        tokio::spawn(async move {
+            // Its end (the peer closed, an error) shows as a closed sender.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// Connects to the first address of `origin` that answers. `localhost` is 127.0.0.1: the
+/// runtime sidecar binds IPv4 only (docs/protocol.md §3.2).
+async fn tcp_connect(origin: &Origin) -> Result<TcpStream, String> {
+    let addrs: Vec<SocketAddr> = if origin.host.eq_ignore_ascii_case("localhost") {
+        vec![SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            origin.port,
+        )]
+    } else if let Ok(ip) = origin.host.parse::<IpAddr>() {
+        vec![SocketAddr::new(ip, origin.port)]
+    } else {
+        tokio::net::lookup_host((origin.host.as_str(), origin.port))
+            .await
+            .map_err(|e| format!("cannot resolve `{}`: {e}", origin.host))?
+            .collect()
+    };
+    let mut last = format!("`{}` resolves to no address", origin.host);
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// Why a response body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    Stalled(Stall),
+    Http(String),
+}
+
+/// Reads a whole response body, each frame within `idle`.
+pub(crate) async fn read_body(body: Incoming, idle: Duration) -> Result<Bytes, BodyError> {
+    let mut body = body;
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(BodyError::Stalled(Stall::Download(idle))),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(BodyError::Http(describe(&e))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        match &first {
+            None if rest.is_empty() => first = Some(chunk),
+            _ => {
+                if let Some(f) = first.take() {
+                    rest.extend_from_slice(&f);
+                }
+                rest.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(match first {
+        Some(only) => only,
+        None => Bytes::from(rest),
+    })
+}
+
+/// A connection, with or without TLS.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A body of `bytes` (or none when empty).
+pub(crate) fn full(bytes: Bytes) -> Body {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A body streamed from `stream`, one frame per item.
+pub(crate) fn streamed<S>(stream: S) -> Body
+where
+    S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    use futures_util::TryStreamExt as _;
+    http_body_util::StreamBody::new(stream.map_ok(hyper::body::Frame::data)).boxed_unsync()
+}
