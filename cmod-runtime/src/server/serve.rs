@@ -180,6 +180,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     let span = tracing::info_span!("job", job_id = %id, function = %name);
     async {
         let started = std::time::Instant::now();
+        tracing::debug!(method = %request.method(), "call received");
         let outcome = respond(shared, request, &name, id, tracing::Span::current()).await;
         match &outcome {
             Ok(_) => tracing::debug!(
