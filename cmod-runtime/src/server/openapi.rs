@@ -642,6 +642,86 @@ mod tests {
         assert_eq!(c.add("A<B>", json!({"type": "integer"})), "A_B__2");
     }
 
+    /// A hand-made `FunctionDef` (what `#[compute_function]` generates) whose input is a tuple.
+    mod pairs {
+        use crate::functions::{FunctionDef, JobFuture, JobInput};
+        use crate::schema::build::{FunctionSpec, InputSpec, function_schema, schema_of};
+        use crate::schema::{FunctionSchema, SchemaError};
+
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Input {
+            p: (i32, i32),
+        }
+
+        static SPEC: FunctionSpec = FunctionSpec {
+            name: "pairs",
+            rust_path: "tests::pairs",
+            inputs: &[InputSpec {
+                name: "p",
+                rust_type: "(i32, i32)",
+            }],
+            output_type: "i64",
+            streaming: false,
+            description: None,
+        };
+
+        fn schema() -> Result<FunctionSchema, SchemaError> {
+            function_schema::<Input>(&SPEC, schema_of::<i64>)
+        }
+
+        fn call(_: crate::Context, _: JobInput) -> JobFuture {
+            Box::pin(async { Ok(crate::functions::Output::Json(b"0".to_vec())) })
+        }
+
+        pub(super) static DEF: FunctionDef = FunctionDef {
+            name: "pairs",
+            module_path: "tests",
+            rust_name: "pairs",
+            file: file!(),
+            line: line!(),
+            streaming: false,
+            schema,
+            call,
+        };
+    }
+
+    #[test]
+    fn an_inexpressible_type_fails_naming_the_function_and_the_type() {
+        let registry = Registry::builder().function(&pairs::DEF).build().unwrap();
+        let e = document(&registry, 8080).unwrap_err().to_string();
+        assert!(
+            e.contains("compute function `pairs`") && e.contains("input `p` of type `(i32, i32)`"),
+            "{e}"
+        );
+        // What the Foundry schema accepts but OpenAPI 3.0 could not write fails the same way.
+        let captured = JsonSchemas {
+            spec: crate::schema::build::FunctionSpec {
+                name: "mixed",
+                rust_path: "tests::mixed",
+                inputs: &[crate::schema::build::InputSpec {
+                    name: "v",
+                    rust_type: "Either",
+                }],
+                output_type: "i64",
+                streaming: false,
+                description: None,
+            },
+            input_root: json!({"type": "object", "properties": {"v": {"type": ["string", "integer"]}}}),
+            output: json!({"type": "integer", "format": "int64"}),
+            output_defs: Map::new(),
+        };
+        let e = operation(&captured, None, &mut Components::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "compute function `mixed` (tests::mixed): input `v` of type `Either`, at `v`: it \
+             accepts several JSON types (string, integer), which Foundry's OpenAPI import refuses \
+             (OpenAPI server mode)"
+        );
+    }
+
     #[test]
     fn narrow_integers_keep_their_range() {
         let (r, _) = rewrite(
