@@ -35,7 +35,7 @@ use super::ServerConfig;
 use crate::context::Context;
 use crate::functions::job::{call_function, shutdown_error, unknown_function};
 use crate::functions::{ErrorKind, JobError, Output, Registry};
-use crate::transport::watchdog::{IncomingError, read_incoming};
+use crate::transport::watchdog::read_incoming;
 
 /// How long a request body may make no progress.
 const BODY_IDLE: Duration = Duration::from_secs(120);
@@ -274,12 +274,8 @@ async fn respond(
         .to_owned();
     let body = read_incoming(request.into_body(), BODY_IDLE)
         .await
-        .map_err(|e| match e {
-            IncomingError::Stalled(_) | IncomingError::Transport(_) => {
-                JobError::new(ErrorKind::InvalidInput, e.to_string())
-            }
-        })?;
-    let text = String::from_utf8(body.to_vec()).map_err(|_| {
+        .map_err(|e| JobError::new(ErrorKind::InvalidInput, e.to_string()))?;
+    let text = String::from_utf8(Vec::from(body)).map_err(|_| {
         JobError::new(
             ErrorKind::InvalidInput,
             "the request body is not UTF-8 text",
