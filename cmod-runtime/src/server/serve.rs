@@ -332,6 +332,54 @@ async fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Sends a request whose body is `content-length: 8`, written in `chunks` with `pause`
+    /// between them, to a hyper connection whose service reads the body with an idle limit of
+    /// 1 s; returns what the service saw (the body, or the error).
+    async fn read_slowly(chunks: &[&[u8]], pause: Duration) -> String {
+        let (client, server) = tokio::io::duplex(1024);
+        let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+            let seen = match read_incoming(request.into_body(), Duration::from_secs(1)).await {
+                Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+                Err(e) => e.to_string(),
+            };
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(seen))))
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(server), service);
+        let serving = tokio::spawn(connection);
+        let (mut read, mut write) = tokio::io::split(client);
+        write
+            .write_all(b"POST /f HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\n\r\n")
+            .await
+            .unwrap();
+        for chunk in chunks {
+            tokio::time::sleep(pause).await;
+            write.write_all(chunk).await.unwrap();
+        }
+        let mut response = vec![0; 1024];
+        let n = read.read(&mut response).await.unwrap();
+        serving.abort();
+        let response = String::from_utf8_lossy(&response[..n]).into_owned();
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or(response)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_bodies_have_an_idle_limit_not_a_total_one() {
+        // 8 s in all, but never 1 s without progress.
+        let slow: Vec<&[u8]> = vec![b"a"; 8];
+        assert_eq!(
+            read_slowly(&slow, Duration::from_millis(900)).await,
+            "aaaaaaaa"
+        );
+        // Stops after 2 of 8 bytes.
+        let seen = read_slowly(&[b"ab"], Duration::ZERO).await;
+        assert_eq!(seen, "the request body made no progress for 1s");
+    }
 
     #[test]
     fn statuses_separate_bad_input_from_failures() {
