@@ -272,18 +272,46 @@ async fn panics_stream_errors_and_unserializable_results_are_one_error_response(
     assert!(status.success(), "{status}\n{log}");
 }
 
+/// How many times the module logged `text` so far.
+fn count(child: &LoggedChild, text: &str) -> usize {
+    child.log().matches(text).count()
+}
+
 #[tokio::test]
 async fn calls_beyond_max_concurrent_tasks_wait_for_a_slot() {
-    let (child, port) = serve(E2E, &[("MAX_CONCURRENT_TASKS", "2")]).await;
+    let (child, port) = serve(
+        E2E,
+        &[
+            ("MAX_CONCURRENT_TASKS", "2"),
+            ("CMOD_LOG", "info,cmod_runtime::server=debug"),
+        ],
+    )
+    .await;
     let started = Instant::now();
-    let calls = (0..4).map(|_| post(port, "sleep_ms", r#"{"ms": 300}"#));
-    let replies = futures_util::future::join_all(calls).await;
-    let elapsed = started.elapsed();
-    for r in &replies {
-        assert_eq!((r.status, r.body.as_slice()), (200, &b"300"[..]), "{r:?}");
+    let calls: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(post(port, "sleep_ms", r#"{"ms": 1000}"#)))
+        .collect();
+    // Two start at once; the third is received but waits for a slot.
+    let deadline = Instant::now() + LIMIT;
+    while count(&child, "call started") < 2 || count(&child, "call received") < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "calls not started:\n{}",
+            child.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Two slots, four 300 ms calls: at least two rounds.
-    assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
+    if started.elapsed() < Duration::from_millis(900) {
+        // (Unless the machine was so slow that the first calls are already ending.)
+        assert_eq!(count(&child, "call started"), 2, "{}", child.log());
+    }
+    for call in calls {
+        let r = tokio::time::timeout(LIMIT, call).await.unwrap().unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"1000"[..]), "{r:?}");
+    }
+    // Two slots, three 1 s calls: at least two rounds.
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(count(&child, "call started"), 3);
     let (status, log) = child.terminate().await;
     assert!(status.success(), "{status}\n{log}");
 }

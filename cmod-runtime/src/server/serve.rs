@@ -298,6 +298,7 @@ async fn respond(
         slot = shared.slots.acquire() => slot.map_err(|_| shutdown_error())?,
         _ = hard_stop.wait_for(|s| *s) => return Err(shutdown_error().into()),
     };
+    tracing::debug!("call started");
     let ctx = Context::builder(id)
         .function_name(name)
         .auth_header(auth_header)
