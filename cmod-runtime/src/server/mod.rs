@@ -1,5 +1,5 @@
 //! Server mode: the module's `#[compute_function]`s served over plain HTTP on localhost, for
-//! Foundry's OpenAPI server mode (docs/protocol.md §4.9, §3.13), where the platform turns each
+//! Foundry's OpenAPI server mode (docs/protocol.md §4.9), where the platform turns each
 //! job into an HTTP call to the container described by the image label `server.openapi`.
 //!
 //! Chosen with `--server` or `CMOD_MODE=server`; `CMOD_SERVER_PORT` (default 8080) is the port,
