@@ -30,6 +30,7 @@ use crate::layout::{
 use crate::rootfs::{Rootfs, RootfsError};
 
 pub use crate::requirements::{APP_DIR, CA_BUNDLE, DEFAULT_USER, IMAGE_PATH, RESERVED_PORTS};
+use crate::requirements::{SERVER_MODE_ENV, SERVER_OPENAPI_LABEL, SERVER_PORT_VAR};
 
 const BUSYBOX_CANDIDATES: [&str; 4] = [
     "/bin/busybox",
@@ -200,6 +201,28 @@ pub enum BuildError {
     /// Writing the layer's tar failed.
     #[error("cannot write the layer tar: {0}")]
     Tar(#[source] io::Error),
+    /// The server-mode OpenAPI document could not be produced.
+    #[error(
+        "`{} --print-openapi` failed ({detail}); pass the document with --openapi FILE instead",
+        path.display()
+    )]
+    PrintOpenApi {
+        /// The binary.
+        path: PathBuf,
+        /// What went wrong (exit status and stderr, or the spawn error).
+        detail: String,
+    },
+    /// The server-mode OpenAPI document breaks Foundry's constraints.
+    #[error(
+        "the `server.openapi` document ({source_of}) does not meet Foundry's constraints:\n  {}",
+        problems.join("\n  ")
+    )]
+    ServerOpenApi {
+        /// Where the document came from.
+        source_of: String,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
 }
 
 /// Where the binary comes from.
@@ -260,6 +283,28 @@ pub struct BuildOptions {
     /// Package a binary that links `cmod-runtime`'s embedded local runtime (refused by default:
     /// see [`crate::local_runtime`]).
     pub allow_local_runtime: bool,
+    /// Foundry's server (OpenAPI) mode: the `server.openapi` label and the module's
+    /// `CMOD_MODE=server`, `CMOD_SERVER_PORT` (docs/protocol.md §4.9).
+    pub server_mode: Option<ServerMode>,
+}
+
+/// How an image runs its module in Foundry's server mode (`--server-mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerMode {
+    /// The port the module listens on and the document's server names (default 8080).
+    pub port: u16,
+    /// The OpenAPI document to use; default: the binary's `--print-openapi` output (the binary
+    /// runs on the build host, with `CMOD_SERVER_PORT` set to [`ServerMode::port`]).
+    pub openapi: Option<PathBuf>,
+}
+
+impl Default for ServerMode {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            openapi: None,
+        }
+    }
 }
 
 /// The cargo feature selection of an image build.
@@ -380,6 +425,7 @@ impl BuildOptions {
             manifest_path: None,
             features: CargoFeatures::default(),
             allow_local_runtime: false,
+            server_mode: None,
         }
     }
 
@@ -739,7 +785,8 @@ fn validate(opts: &BuildOptions) -> Result<(), BuildError> {
     if opts.user == 0 {
         return Err(BuildError::RootUser);
     }
-    for &port in &opts.expose {
+    let server_port = opts.server_mode.as_ref().map(|s| s.port);
+    for &port in opts.expose.iter().chain(&server_port) {
         if RESERVED_PORTS.contains(&port) {
             return Err(BuildError::Port {
                 port,
@@ -754,6 +801,64 @@ fn validate(opts: &BuildOptions) -> Result<(), BuildError> {
         }
     }
     Ok(())
+}
+
+/// The server-mode document, compact: from `--openapi FILE`, or printed by the binary for
+/// `mode.port`; checked against Foundry's constraints and the port.
+fn server_document(binary: &Path, mode: &ServerMode) -> Result<String, BuildError> {
+    let (text, source_of) = match &mode.openapi {
+        Some(file) => (
+            String::from_utf8_lossy(&read(file)?).into_owned(),
+            file.display().to_string(),
+        ),
+        None => {
+            let out = Command::new(binary)
+                .arg("--print-openapi")
+                .env_clear()
+                .env("PATH", IMAGE_PATH)
+                .env(SERVER_PORT_VAR, mode.port.to_string())
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| BuildError::PrintOpenApi {
+                    path: binary.to_path_buf(),
+                    detail: e.to_string(),
+                })?;
+            if !out.status.success() {
+                return Err(BuildError::PrintOpenApi {
+                    path: binary.to_path_buf(),
+                    detail: format!(
+                        "{}: {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                });
+            }
+            (
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                format!("`{} --print-openapi`", binary.display()),
+            )
+        }
+    };
+    let mut problems = crate::check::server_openapi_problems(&text);
+    let port = crate::check::server_port(&text);
+    if problems.is_empty() && port != Some(mode.port) {
+        problems.push(format!(
+            "its server is not `http://localhost:{}`, the port the module will listen on",
+            mode.port
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(BuildError::ServerOpenApi {
+            source_of,
+            problems,
+        });
+    }
+    let compact: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| BuildError::ServerOpenApi {
+            source_of: "the document".to_owned(),
+            problems: vec![e.to_string()],
+        })?;
+    Ok(compact.to_string())
 }
 
 fn rfc3339(epoch: i64) -> String {
@@ -823,6 +928,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
             marker,
         });
     }
+    let server_document = match &opts.server_mode {
+        Some(mode) => Some(server_document(&built.path, mode)?),
+        None => None,
+    };
     let entry = asm.add_elf(&built.path, &entrypoint)?;
     let shell = add_shell(
         &mut asm,
@@ -892,6 +1001,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         let dirs: Vec<&str> = extra_lib_dirs.into_iter().collect();
         env.push(format!("LD_LIBRARY_PATH={}", dirs.join(":")));
     }
+    if let Some(mode) = &opts.server_mode {
+        for (k, v) in [
+            (SERVER_MODE_ENV.0, SERVER_MODE_ENV.1.to_owned()),
+            (SERVER_PORT_VAR, mode.port.to_string()),
+        ] {
+            if !opts.env.iter().any(|(key, _)| key == k) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+    }
     env.extend(opts.env.iter().map(|(k, v)| format!("{k}={v}")));
     let mut labels = BTreeMap::from([
         (
@@ -911,6 +1030,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         );
     }
     labels.extend(opts.labels.clone());
+    if let Some(document) = server_document {
+        labels.insert(SERVER_OPENAPI_LABEL.to_owned(), document);
+    }
     let exposed = (!opts.expose.is_empty()).then(|| {
         opts.expose
             .iter()

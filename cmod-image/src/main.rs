@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cmod_image::build::{BinarySource, BuildOptions, CargoFeatures};
+use cmod_image::build::{BinarySource, BuildOptions, CargoFeatures, ServerMode};
+use cmod_image::requirements::SERVER_OPENAPI_LABEL;
 
 const USAGE: &str = "\
 cmod-image: daemonless OCI images for cmod compute modules (Foundry requirements built in)
@@ -40,7 +41,14 @@ BUILD OPTIONS:
         --tag <NAME:TAG>     image reference (default <bin>:<package version>; never `latest`)
         --user <UID>         numeric non-root runtime uid/gid (default 5000)
         --expose <PORT>      expose a port for HTTP probes (1024-65535, not 8945/8946); repeatable
-        --label <K=V>        add an image label (e.g. server.openapi=...); repeatable
+        --label <K=V>        add an image label; repeatable
+        --server-mode        run the module in Foundry's server (OpenAPI) mode: writes the
+                             `server.openapi` label from the binary's `--print-openapi`, and
+                             sets CMOD_MODE=server and CMOD_SERVER_PORT
+        --server-port <PORT> with --server-mode: the port (default 8080; 1024-65535, not
+                             8945/8946)
+        --openapi <FILE>     with --server-mode: use this document instead of running the
+                             binary (e.g. for a binary that cannot run on this host)
         --env <K=V>          add an environment variable; repeatable
         --add-file <HOST:IMAGE>  copy a host file into the image at an absolute path; repeatable
         --ca-bundle <FILE>   CA bundle to ship (default /etc/ssl/certs/ca-certificates.crt)
@@ -52,7 +60,8 @@ ENVIRONMENT:
     CARGO                    cargo program to run (default `cargo`)
     CARGO_TARGET_DIR, CARGO_*  passed to cargo as usual
 
-`build` checks the image it wrote; `check` exits 1 when an image violates a requirement.";
+`build` checks the image it wrote; `check` exits 1 when an image violates a requirement,
+including a `server.openapi` label that breaks Foundry's OpenAPI constraints.";
 
 #[derive(Debug)]
 enum Cli {
@@ -107,8 +116,12 @@ fn parse_args(args: Vec<String>) -> Result<Cli, String> {
     let mut manifest_path = None;
     let mut features = CargoFeatures::default();
     let mut allow_local_runtime = false;
+    let mut server_mode = false;
+    let mut server_port = None;
+    let mut openapi = None;
     while let Some(flag) = args.next() {
         match flag.as_str() {
+            "--server-mode" => server_mode = true,
             "--no-build" => no_build = true,
             "--all-features" => features.all_features = true,
             "--no-default-features" => features.default_features = false,
@@ -119,6 +132,7 @@ fn parse_args(args: Vec<String>) -> Result<Cli, String> {
         if matches!(
             flag.as_str(),
             "--no-build"
+                | "--server-mode"
                 | "--all-features"
                 | "--no-default-features"
                 | "--default-features"
@@ -180,6 +194,14 @@ fn parse_args(args: Vec<String>) -> Result<Cli, String> {
             "--profile" => profile = Some(value()?),
             "--manifest-path" => manifest_path = Some(PathBuf::from(value()?)),
             "-F" | "--features" => features.features.push(value()?),
+            "--server-port" => {
+                let v = value()?;
+                server_port = Some(
+                    v.parse::<u16>()
+                        .map_err(|_| format!("--server-port expects a port number, got `{v}`"))?,
+                );
+            }
+            "--openapi" => openapi = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -209,6 +231,18 @@ fn parse_args(args: Vec<String>) -> Result<Cli, String> {
     opts.manifest_path = manifest_path;
     opts.features = features;
     opts.allow_local_runtime = allow_local_runtime;
+    if !server_mode && (server_port.is_some() || openapi.is_some()) {
+        return Err("--server-port and --openapi configure --server-mode; add it".to_owned());
+    }
+    if server_mode && labels.contains_key(SERVER_OPENAPI_LABEL) {
+        return Err(format!(
+            "--server-mode writes the `{SERVER_OPENAPI_LABEL}` label; drop --label {SERVER_OPENAPI_LABEL}=…"
+        ));
+    }
+    opts.server_mode = server_mode.then(|| ServerMode {
+        port: server_port.unwrap_or(ServerMode::default().port),
+        openapi,
+    });
     if let BinarySource::Cargo { bin: b, .. } = &mut opts.binary {
         *b = bin;
     } else if bin.is_some() {
@@ -375,6 +409,32 @@ mod tests {
 
         let err = parse_args(args("build --no-build --binary x --features a")).unwrap_err();
         assert!(err.contains("--no-build"), "{err}");
+    }
+
+    #[test]
+    fn server_mode_options() {
+        let Ok(Cli::Build(opts)) = parse_args(args("build --server-mode --server-port 9000"))
+        else {
+            panic!("expected build");
+        };
+        assert_eq!(
+            opts.server_mode,
+            Some(ServerMode {
+                port: 9000,
+                openapi: None
+            })
+        );
+        let Ok(Cli::Build(opts)) = parse_args(args("build --server-mode --openapi doc.json"))
+        else {
+            panic!("expected build");
+        };
+        let mode = opts.server_mode.unwrap();
+        assert_eq!(mode.port, 8080);
+        assert_eq!(mode.openapi.as_deref(), Some(Path::new("doc.json")));
+        let err = parse_args(args("build --server-port 9000")).unwrap_err();
+        assert!(err.contains("--server-mode"), "{err}");
+        let err = parse_args(args("build --server-mode --label server.openapi={}")).unwrap_err();
+        assert!(err.contains("drop --label"), "{err}");
     }
 
     #[test]

@@ -11,3 +11,10 @@ pub const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
 pub const APP_DIR: &str = "/app";
 /// Ports reserved by Foundry's sidecars (docs/protocol.md §1, §9).
 pub const RESERVED_PORTS: [u16; 2] = [8945, 8946];
+/// The image label carrying the OpenAPI document of a module run in Foundry's server mode
+/// (docs/protocol.md §4.9).
+pub const SERVER_OPENAPI_LABEL: &str = "server.openapi";
+/// The variable choosing cmod's server mode (`CMOD_MODE=server`) and its port.
+pub const SERVER_MODE_ENV: (&str, &str) = ("CMOD_MODE", "server");
+/// The variable holding the port a cmod module serves on in server mode.
+pub const SERVER_PORT_VAR: &str = "CMOD_SERVER_PORT";

@@ -316,6 +316,65 @@ fn missing_or_foreign_entrypoint_is_rejected() {
 }
 
 #[test]
+fn a_server_openapi_label_is_checked_against_foundrys_constraints() {
+    let good = serde_json::json!({
+        "openapi": "3.0.3",
+        "info": {"title": "m", "version": "0"},
+        "servers": [{"url": "http://localhost:8080"}],
+        "paths": {"/add": {"post": {"operationId": "add", "responses": {"200": {
+            "description": "r", "content": {"application/json": {"schema": {"type": "integer"}}}}}}}}
+    });
+    let labelled = |doc: &serde_json::Value, env: &[&str]| {
+        with_config(|c| {
+            c.labels = Some(BTreeMap::from([(
+                "server.openapi".to_owned(),
+                doc.to_string(),
+            )]));
+            c.env
+                .get_or_insert_with(Vec::new)
+                .extend(env.iter().map(|e| (*e).to_owned()));
+        })
+    };
+    let report = check_image(&labelled(&good, &["CMOD_MODE=server"]));
+    assert!(report.is_ok(), "{report}");
+
+    let mut bad = good.clone();
+    bad["paths"]["/add"]["post"]["responses"]["200"]["content"]["application/json"]["schema"] =
+        serde_json::json!({"oneOf": [{"type": "integer"}, {"type": "string"}]});
+    let (v, msg) = single(&labelled(&bad, &[]));
+    assert!(matches!(v, Violation::ServerOpenApi { .. }), "{v:?}");
+    assert!(
+        msg.starts_with("label `server.openapi`: the schema at") && msg.contains("`oneOf`"),
+        "{msg}"
+    );
+
+    let (v, msg) = single(&labelled(&good, &["CMOD_SERVER_PORT=9000"]));
+    assert_eq!(
+        v,
+        Violation::ServerPortMismatch {
+            document: 8080,
+            env: "9000".to_owned()
+        }
+    );
+    assert!(msg.contains("CMOD_SERVER_PORT=9000"), "{msg}");
+
+    // CMOD_MODE=server without the label: a warning, not a failure.
+    let report = check_image(&with_config(|c| {
+        c.env
+            .get_or_insert_with(Vec::new)
+            .push("CMOD_MODE=server".to_owned());
+    }));
+    assert!(report.is_ok(), "{report}");
+    assert!(
+        report.images[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("no `server.openapi` label")),
+        "{report}"
+    );
+}
+
+#[test]
 fn latest_tag_is_rejected() {
     let mut image = good_image();
     image

@@ -17,17 +17,25 @@ Options:
   --functions              Run in functions mode (needed when the binary also has a #[pipeline];
                            or CMOD_MODE=functions)
   --pipeline               Run the #[pipeline] (or CMOD_MODE=pipeline)
+  --server                 Serve the functions over HTTP on localhost:CMOD_SERVER_PORT (default
+                           8080), for Foundry's OpenAPI server mode (or CMOD_MODE=server)
   --print-schemas          Print the function schemas Foundry would receive, and exit
+  --print-openapi          Print the OpenAPI document of server mode (the image label
+                           `server.openapi`) for CMOD_SERVER_PORT, and exit
   -h, --help               Print this help, and exit
 
-Environment: CMOD_LOCAL=1, CMOD_LOCAL_PORT, CMOD_LOCAL_DATA, CMOD_MODE, RUST_LOG, NO_COLOR.
+Environment: CMOD_LOCAL=1, CMOD_LOCAL_PORT, CMOD_LOCAL_DATA, CMOD_MODE, CMOD_SERVER_PORT, RUST_LOG,
+NO_COLOR.
 ";
 
-/// Which mode a binary that links both `#[compute_function]`s and a `#[pipeline]` runs.
+/// Which mode a binary that links both `#[compute_function]`s and a `#[pipeline]` runs; and
+/// server mode, which is never chosen implicitly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     Functions,
     Pipeline,
+    /// The functions over HTTP, for Foundry's OpenAPI server mode (`server/`).
+    Server,
 }
 
 /// The variable that chooses the mode of a binary with both kinds of entry points.
@@ -40,8 +48,9 @@ impl Mode {
             None | Some("") => Ok(None),
             Some("functions") => Ok(Some(Mode::Functions)),
             Some("pipeline") => Ok(Some(Mode::Pipeline)),
+            Some("server") => Ok(Some(Mode::Server)),
             Some(other) => Err(crate::Error::Usage(format!(
-                "{MODE_VAR}=`{other}` is not a mode: use `functions` or `pipeline`"
+                "{MODE_VAR}=`{other}` is not a mode: use `functions`, `pipeline` or `server`"
             ))),
         }
     }
@@ -52,6 +61,7 @@ impl Mode {
 pub(crate) struct Flags {
     pub(crate) help: bool,
     pub(crate) print_schemas: bool,
+    pub(crate) print_openapi: bool,
     pub(crate) local: bool,
     pub(crate) mode: Option<Mode>,
     /// `--invoke NAME [JSON]`, repeatable (local mode only).
@@ -64,7 +74,7 @@ impl Flags {
         let mut args = args.into_iter().peekable();
         let set_mode = |flags: &mut Flags, mode: Mode| match flags.mode {
             Some(m) if m != mode => Err(crate::Error::Usage(
-                "`--functions` and `--pipeline` exclude each other: choose one".into(),
+                "`--functions`, `--pipeline` and `--server` exclude each other: choose one".into(),
             )),
             _ => {
                 flags.mode = Some(mode);
@@ -75,9 +85,11 @@ impl Flags {
             match arg.as_str() {
                 "-h" | "--help" => flags.help = true,
                 "--print-schemas" => flags.print_schemas = true,
+                "--print-openapi" => flags.print_openapi = true,
                 "--local" => flags.local = true,
                 "--functions" => set_mode(&mut flags, Mode::Functions)?,
                 "--pipeline" => set_mode(&mut flags, Mode::Pipeline)?,
+                "--server" => set_mode(&mut flags, Mode::Server)?,
                 "--invoke" => {
                     let name = args.next().ok_or_else(|| {
                         crate::Error::Usage(
@@ -101,6 +113,13 @@ impl Flags {
         if flags.mode == Some(Mode::Pipeline) && !flags.invoke.is_empty() {
             return Err(crate::Error::Usage(
                 "`--invoke` calls functions: it cannot be combined with `--pipeline`".into(),
+            ));
+        }
+        if flags.mode == Some(Mode::Server) && !flags.invoke.is_empty() {
+            return Err(crate::Error::Usage(
+                "`--invoke` calls through the local job runtime: in server mode, call the \
+                 functions over HTTP (`--local --server` prints a curl line for each)"
+                    .into(),
             ));
         }
         Ok(flags)
@@ -168,6 +187,15 @@ mod tests {
         assert!(Flags::parse(args(&["--help"])).unwrap().help);
         assert!(Flags::parse(args(&["--functions", "--pipeline"])).is_err());
         assert!(Flags::parse(args(&["--pipeline", "--invoke", "add"])).is_err());
+        assert!(Flags::parse(args(&["--server", "--invoke", "add"])).is_err());
+        assert!(Flags::parse(args(&["--server", "--functions"])).is_err());
+        let f = Flags::parse(args(&["--server", "--print-openapi"])).unwrap();
+        assert_eq!(f.mode, Some(Mode::Server));
+        assert!(f.print_openapi);
+        assert_eq!(
+            Mode::from_env(Some(" server ".into())).unwrap(),
+            Some(Mode::Server)
+        );
         assert_eq!(
             Flags::parse(args(&["--pipeline"])).unwrap().mode,
             Some(Mode::Pipeline)

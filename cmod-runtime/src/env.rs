@@ -64,7 +64,8 @@ pub(crate) fn lookup() -> &'static (dyn Fn(&str) -> Option<String> + Sync) {
 /// | `CMOD_LOCAL` | `1`: run on the embedded local runtime (`run.rs`) |
 /// | `CMOD_LOCAL_PORT` | The local invoke API's port (`functions/local.rs`) |
 /// | `CMOD_LOCAL_DATA` | The local data directory (`pipeline/local.rs`) |
-/// | `CMOD_MODE` | `functions` or `pipeline` for a binary with both (`cli.rs`) |
+/// | `CMOD_MODE` | `functions` or `pipeline` for a binary with both; `server` for server mode (`cli.rs`) |
+/// | `CMOD_SERVER_PORT` | Server mode's port, 1024–65535 except 8945/8946 (default 8080) (`server/`) |
 /// | `CMOD_CONCURRENT_POLLS` | `1`: one open long-poll per free slot (opt-in, unverified against Foundry) (`config.rs`) |
 /// | `CMOD_SHUTDOWN_GRACE_SECS` | Grace period after SIGTERM (`functions/job_loop.rs`) |
 /// | `CMOD_RUNTIME_IDLE_TIMEOUT_SECS` | Runtime client idle limit (`functions/client.rs`) |
@@ -107,6 +108,7 @@ pub(crate) mod vars {
     pub(crate) const CMOD_LOCAL_PORT: &str = "CMOD_LOCAL_PORT";
     pub(crate) const CMOD_LOCAL_DATA: &str = "CMOD_LOCAL_DATA";
     pub(crate) const CMOD_MODE: &str = "CMOD_MODE";
+    pub(crate) const CMOD_SERVER_PORT: &str = "CMOD_SERVER_PORT";
     pub(crate) const CMOD_CONCURRENT_POLLS: &str = "CMOD_CONCURRENT_POLLS";
     pub(crate) const CMOD_SHUTDOWN_GRACE_SECS: &str = "CMOD_SHUTDOWN_GRACE_SECS";
     pub(crate) const CMOD_RUNTIME_IDLE_TIMEOUT_SECS: &str = "CMOD_RUNTIME_IDLE_TIMEOUT_SECS";

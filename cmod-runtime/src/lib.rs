@@ -88,6 +88,7 @@ pub mod pipeline;
 mod run;
 pub mod schema;
 mod secret;
+mod server;
 pub mod sources;
 #[cfg(feature = "testing")]
 pub mod testing;

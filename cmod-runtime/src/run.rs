@@ -22,6 +22,9 @@ fn local_opt_in() -> bool {
 /// * `CMOD_LOCAL=1` or `--local`: runs on the embedded local runtime (never implicit). With
 ///   `--invoke NAME '{json}'` it calls the function through the local runtime, prints the
 ///   result and exits; otherwise it serves until Ctrl-C and prints a ready `curl` line.
+/// * `--server` or `CMOD_MODE=server`: server mode, for Foundry's OpenAPI server mode — the same
+///   functions served over HTTP (`POST /<function>`) on `localhost:CMOD_SERVER_PORT` (default
+///   8080); `--print-openapi` prints the document for the image label `server.openapi`.
 /// * In Foundry, functions mode (the job loop) — or pipeline mode when the module has a
 ///   `#[pipeline]` and `BUILD2_TOKEN` / `RESOURCE_ALIAS_MAP` are set. After a successful
 ///   pipeline the process stays alive until SIGTERM in Foundry (so the platform does not run
@@ -40,7 +43,10 @@ pub async fn run() -> crate::Result<()> {
     if flags.print_schemas {
         return print_schemas();
     }
-    let pipeline = choose_mode(&flags, crate::pipeline::registered()?)?;
+    if flags.print_openapi {
+        return crate::server::print_openapi();
+    }
+    let (server, pipeline) = choose_mode(&flags, crate::pipeline::registered()?)?;
     if flags.local || local_opt_in() {
         #[cfg(feature = "local")]
         return match pipeline {
@@ -48,6 +54,7 @@ pub async fn run() -> crate::Result<()> {
                 logging::init(LogFormat::Pretty);
                 crate::pipeline::run_replica(def, true, shutdown_signal()).await
             }
+            None if server => crate::server::local::run_local().await,
             None => crate::functions::local::run_local(flags).await,
         };
         #[cfg(not(feature = "local"))]
@@ -74,6 +81,13 @@ pub async fn run() -> crate::Result<()> {
             .into());
         }
     }
+    if server {
+        let config = crate::server::ServerConfig::from_env()?;
+        logging::init(LogFormat::Sls);
+        let registry = Registry::from_linked()?;
+        crate::sources::check_required_sources()?;
+        return crate::server::run(registry, config).await;
+    }
     let config = RuntimeConfig::from_env()?;
     logging::init(LogFormat::Sls);
     let registry = Registry::from_linked()?;
@@ -81,29 +95,44 @@ pub async fn run() -> crate::Result<()> {
     FunctionsRuntime::new(config, registry).run().await
 }
 
-/// The pipeline to run, or `None` for functions mode. A binary that links both
-/// `#[compute_function]`s and a `#[pipeline]` must say which (`--functions` / `--pipeline` or
-/// `CMOD_MODE`); `--invoke` means functions mode.
+/// Whether to serve the functions over HTTP (server mode: `--server` or `CMOD_MODE=server`,
+/// never implicit), and the pipeline to run (`None` for functions or server mode). A binary
+/// that links both `#[compute_function]`s and a `#[pipeline]` must say which (`--functions` /
+/// `--pipeline` / `--server` or `CMOD_MODE`); `--invoke` means functions mode.
 fn choose_mode(
     flags: &Flags,
     pipeline: Option<&'static crate::pipeline::PipelineDef>,
-) -> crate::Result<Option<&'static crate::pipeline::PipelineDef>> {
-    let chosen = match flags.mode {
+) -> crate::Result<(bool, Option<&'static crate::pipeline::PipelineDef>)> {
+    let pipeline = match chosen_mode(flags)? {
+        Some(Mode::Server) => return Ok((true, None)),
+        chosen => choose_pipeline(chosen, pipeline)?,
+    };
+    Ok((false, pipeline))
+}
+
+fn chosen_mode(flags: &Flags) -> crate::Result<Option<Mode>> {
+    Ok(match flags.mode {
         Some(mode) => Some(mode),
         None if !flags.invoke.is_empty() => Some(Mode::Functions),
         None => Mode::from_env(crate::env::var(MODE_VAR))?,
-    };
+    })
+}
+
+fn choose_pipeline(
+    chosen: Option<Mode>,
+    pipeline: Option<&'static crate::pipeline::PipelineDef>,
+) -> crate::Result<Option<&'static crate::pipeline::PipelineDef>> {
     let functions = inventory::iter::<crate::functions::FunctionDef>
         .into_iter()
         .count();
     match (chosen, pipeline) {
-        (Some(Mode::Functions), _) => Ok(None),
+        (Some(Mode::Functions | Mode::Server), _) => Ok(None),
         (Some(Mode::Pipeline), Some(def)) => Ok(Some(def)),
         (Some(Mode::Pipeline), None) => Err(crate::Error::Usage(
             "pipeline mode was chosen (`--pipeline` or CMOD_MODE=pipeline) but this binary has no #[pipeline]".into(),
         )),
         (None, Some(def)) if functions > 0 => Err(crate::Error::Usage(format!(
-            "this binary has both {functions} #[compute_function](s) and the #[pipeline] `{}`: choose the mode with `--functions` / `--pipeline` or {MODE_VAR}=functions|pipeline",
+            "this binary has both {functions} #[compute_function](s) and the #[pipeline] `{}`: choose the mode with `--functions` / `--pipeline` / `--server` or {MODE_VAR}=functions|pipeline|server",
             def.name
         ))),
         (None, pipeline) => Ok(pipeline),

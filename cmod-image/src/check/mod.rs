@@ -18,6 +18,7 @@
 //! the shared requirements are in [`crate::requirements`].
 
 mod fs;
+mod openapi;
 
 use std::fmt;
 use std::path::Path;
@@ -26,8 +27,9 @@ use crate::layout::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, Digest, ImageConfiguration, ImageIndex,
     ImageManifest, Layout, LayoutError, media_type, parse_json,
 };
-use crate::requirements::RESERVED_PORTS;
+use crate::requirements::{RESERVED_PORTS, SERVER_MODE_ENV, SERVER_OPENAPI_LABEL, SERVER_PORT_VAR};
 use fs::{Compression, Fs, check_filesystem, read_layer};
+pub use openapi::{server_openapi_problems, server_port};
 
 /// A layout that cannot be checked at all (unreadable, or a document that does not parse).
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +174,19 @@ pub enum Violation {
         /// The error.
         error: String,
     },
+    /// The `server.openapi` label breaks one of Foundry's constraints on the document.
+    ServerOpenApi {
+        /// What is wrong, naming the operation or schema.
+        problem: String,
+    },
+    /// The `server.openapi` document's server port differs from the `CMOD_SERVER_PORT` the
+    /// module will listen on.
+    ServerPortMismatch {
+        /// The port of the document's server URL.
+        document: u16,
+        /// The image's `CMOD_SERVER_PORT`.
+        env: String,
+    },
 }
 
 impl fmt::Display for Violation {
@@ -279,6 +294,14 @@ impl fmt::Display for Violation {
             Self::LayerUnreadable { layer, error } => {
                 write!(f, "layer {layer} cannot be read as a tar archive: {error}")
             }
+            Self::ServerOpenApi { problem } => {
+                write!(f, "label `{SERVER_OPENAPI_LABEL}`: {problem}")
+            }
+            Self::ServerPortMismatch { document, env } => write!(
+                f,
+                "label `{SERVER_OPENAPI_LABEL}` sends requests to port {document}, but the image sets {SERVER_PORT_VAR}={env}: \
+                 regenerate the document with CMOD_SERVER_PORT={env} (cmod-image build --server-mode does both)"
+            ),
         }
     }
 }
@@ -596,6 +619,50 @@ fn check_image(
     Ok(())
 }
 
+/// Server mode (docs/protocol.md §4.9): the `server.openapi` label's document, and its port
+/// against the module's `CMOD_SERVER_PORT`.
+fn check_server_mode(runtime: &crate::layout::ContainerConfig, image: &mut ImageCheck) {
+    let env = |name: &str| {
+        runtime
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.split_once('='))
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+            .next_back()
+    };
+    let label = runtime
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVER_OPENAPI_LABEL));
+    let Some(document) = label else {
+        if env(SERVER_MODE_ENV.0).as_deref() == Some(SERVER_MODE_ENV.1) {
+            image.warnings.push(format!(
+                "{}={} but no `{SERVER_OPENAPI_LABEL}` label: Foundry cannot detect the functions \
+                 (build with `cmod-image build --server-mode`)",
+                SERVER_MODE_ENV.0, SERVER_MODE_ENV.1
+            ));
+        }
+        return;
+    };
+    for problem in server_openapi_problems(document) {
+        image.violations.push(Violation::ServerOpenApi { problem });
+    }
+    // Only for cmod modules in server mode (other servers choose their port their own way);
+    // cmod's default port is 8080.
+    let cmod_server = env(SERVER_MODE_ENV.0).as_deref() == Some(SERVER_MODE_ENV.1);
+    let listens = env(SERVER_PORT_VAR).or_else(|| cmod_server.then(|| "8080".to_owned()));
+    if let (Some(port), Some(listens)) = (server_port(document), listens)
+        && listens.trim() != port.to_string()
+    {
+        image.violations.push(Violation::ServerPortMismatch {
+            document: port,
+            env: listens,
+        });
+    }
+}
+
 fn check_config(config: &ImageConfiguration, image: &mut ImageCheck) {
     let violations = &mut image.violations;
     if config.os != "linux" || config.architecture != "amd64" {
@@ -627,6 +694,7 @@ fn check_config(config: &ImageConfiguration, image: &mut ImageCheck) {
             _ => violations.push(Violation::PortOutOfRange { port: port.clone() }),
         }
     }
+    check_server_mode(&runtime, image);
     image.entrypoint = match (&runtime.entrypoint, &runtime.cmd) {
         (Some(e), _) if !e.is_empty() => e.clone(),
         (_, Some(c)) => c.clone(),

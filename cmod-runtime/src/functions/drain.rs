@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 /// How long jobs that missed the grace period get to post their error results.
 const ERROR_POST_DRAIN: Duration = Duration::from_secs(10);
 
-pub(super) async fn drain(
+pub(crate) async fn drain(
     mut jobs: JoinSet<()>,
     stop: &watch::Sender<bool>,
     hard_stop: &watch::Sender<bool>,

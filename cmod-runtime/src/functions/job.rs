@@ -9,8 +9,8 @@ use tracing::Instrument;
 
 use super::call::panic_message;
 use super::client::{Delivery, Job, RuntimeClient};
-use super::outcome::{ErrorKind, JobError, Output};
-use super::registry::Registry;
+use super::outcome::{ErrorKind, JobError, JobInput, Output};
+use super::registry::{FunctionDef, Registry};
 use crate::context::Context;
 
 /// What every job task shares with the loop.
@@ -83,15 +83,7 @@ async fn execute(shared: &Shared, job: Job, span: tracing::Span) -> Result<Outpu
         user_id,
     } = job;
     let Some(def) = shared.registry.get(&query_type) else {
-        let known: Vec<&str> = shared.registry.functions().iter().map(|d| d.name).collect();
-        return Err(JobError::new(
-            ErrorKind::UnknownFunction,
-            format!(
-                "this module has no function named `{}`; it has: {}",
-                query_type,
-                known.join(", ")
-            ),
-        ));
+        return Err(unknown_function(&shared.registry, &query_type));
     };
     let ctx = Context::builder(job_id)
         .function_name(query_type)
@@ -100,6 +92,32 @@ async fn execute(shared: &Shared, job: Job, span: tracing::Span) -> Result<Outpu
         .temporary_credentials_token(temporary_credentials_auth_token)
         .shutdown_signal(shared.stop.clone())
         .build();
+    call_function(def, ctx, query, span, shared.hard_stop.clone()).await
+}
+
+/// The error of a job (or, in server mode, a request) naming a function the module lacks.
+pub(crate) fn unknown_function(registry: &Registry, name: &str) -> JobError {
+    let known: Vec<&str> = registry.functions().iter().map(|d| d.name).collect();
+    JobError::new(
+        ErrorKind::UnknownFunction,
+        format!(
+            "this module has no function named `{}`; it has: {}",
+            name,
+            known.join(", ")
+        ),
+    )
+}
+
+/// Runs one call of `def` on the caller's task: panics (building or polling the call) become
+/// `Panic` errors, and `hard_stop` ends the call with a `Shutdown` error. Shared by the job loop
+/// and server mode.
+pub(crate) async fn call_function(
+    def: &'static FunctionDef,
+    ctx: Context,
+    query: JobInput,
+    span: tracing::Span,
+    mut hard_stop: watch::Receiver<bool>,
+) -> Result<Output, JobError> {
     // Run the call on this job's task, catching its panics (whether building or polling the
     // future), so a panic never reaches the loop. No task of its own: one task hand-off less
     // per job (BENCHMARKS.md).
@@ -113,7 +131,6 @@ async fn execute(shared: &Shared, job: Job, span: tracing::Span) -> Result<Outpu
         Ok(call) => AssertUnwindSafe(call.instrument(span)).catch_unwind(),
         Err(payload) => return Err(panicked(payload)),
     };
-    let mut hard_stop = shared.hard_stop.clone();
     tokio::select! {
         caught = call => caught.unwrap_or_else(|payload| Err(panicked(payload))),
         // Dropping the call cancels the function.
@@ -121,7 +138,7 @@ async fn execute(shared: &Shared, job: Job, span: tracing::Span) -> Result<Outpu
     }
 }
 
-fn shutdown_error() -> JobError {
+pub(crate) fn shutdown_error() -> JobError {
     JobError::new(
         ErrorKind::Shutdown,
         "the module shut down before the function finished",

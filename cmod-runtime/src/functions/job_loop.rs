@@ -153,7 +153,7 @@ impl FunctionsRuntime {
 
 /// `CMOD_SHUTDOWN_GRACE_SECS`, or the default. An unusable value is reported (not silently
 /// ignored, never a panic) and the default is used.
-fn grace_period_from_env() -> Duration {
+pub(crate) fn grace_period_from_env() -> Duration {
     let Some(raw) = crate::env::var(GRACE_PERIOD_VAR) else {
         return DEFAULT_GRACE_PERIOD;
     };

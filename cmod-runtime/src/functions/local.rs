@@ -31,7 +31,7 @@ use crate::logging::{self, LogFormat};
 /// How long `--invoke` waits for one call.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn local_err(what: &str, e: impl std::fmt::Display) -> crate::Error {
+pub(crate) fn local_err(what: &str, e: impl std::fmt::Display) -> crate::Error {
     crate::Error::Local(format!("{what}: {e}"))
 }
 
@@ -120,7 +120,7 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
 
 /// Starts the local Foundry (OAuth2 token endpoint, discovery, datasets, streams), with a local
 /// echo source for every source the module declares with `require_source!`.
-async fn start_foundry(ca: Arc<LocalCa>) -> crate::Result<LocalFoundry> {
+pub(crate) async fn start_foundry(ca: Arc<LocalCa>) -> crate::Result<LocalFoundry> {
     let sources = crate::sources::required_sources()
         .into_iter()
         .map(|required| {
@@ -268,7 +268,7 @@ async fn serve(
 }
 
 /// A sample value of a Foundry data type (for the printed `curl` lines).
-fn sample(data_type: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn sample(data_type: &serde_json::Value) -> serde_json::Value {
     use serde_json::json;
     let kind = data_type["type"].as_str().unwrap_or_default();
     let body = &data_type[kind];

@@ -15,9 +15,9 @@
 
 pub(crate) mod call;
 pub(crate) mod client;
-mod drain;
-mod job;
-mod job_loop;
+pub(crate) mod drain;
+pub(crate) mod job;
+pub(crate) mod job_loop;
 #[cfg(feature = "local")]
 pub(crate) mod local;
 pub(crate) mod outcome;

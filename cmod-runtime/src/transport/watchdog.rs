@@ -416,6 +416,37 @@ pub(crate) fn limit_var(
     }
 }
 
+/// Reads a whole request body received by server mode's HTTP server, each frame within
+/// `idle` (the same idle rule as every response body: a client that keeps sending is never cut off).
+pub(crate) async fn read_incoming(
+    mut body: hyper::body::Incoming,
+    idle: Duration,
+) -> Result<Bytes, IncomingError> {
+    use http_body_util::BodyExt as _;
+    let mut data = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(IncomingError::Stalled(idle)),
+            Ok(None) => return Ok(Bytes::from(data)),
+            Ok(Some(Err(e))) => return Err(IncomingError::Transport(e)),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(chunk) = frame.into_data() {
+                    data.extend_from_slice(&chunk);
+                }
+            }
+        }
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IncomingError {
+    #[error("the request body made no progress for {0:?}")]
+    Stalled(Duration),
+    #[error("the request body could not be read: {0}")]
+    Transport(hyper::Error),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
