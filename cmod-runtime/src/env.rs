@@ -59,6 +59,9 @@ pub(crate) fn lookup() -> &'static (dyn Fn(&str) -> Option<String> + Sync) {
 /// | `SOURCE_CREDENTIALS` | Sources' secrets file (`sources/`) |
 /// | `SOURCE_CONFIGURATIONS_PATH` | Sources' configuration file |
 /// | `BUILD2_TOKEN` | File holding the build token, re-read when it changes (`auth/`) |
+/// | `SCRATCH_TOKEN` | Scratch cache and lock: the raw `Authorization` value; Scratch is off without it (`scratch/`) |
+/// | `FOUNDRY_COMPUTE_MODULE_RID` | This module's RID (local mode routes calls to it to the embedded runtime) |
+/// | `CMOD_MODULE_CALL_TIMEOUT_SECS` | How long a call of another module's function may take to answer (`modules/`) |
 /// | `RESOURCE_ALIAS_MAP` | Alias → resource map (`pipeline/aliases.rs`) |
 /// | `CMOD_PIPELINE_AFTER_SUCCESS` | `exit` or `stay_alive` after success (`pipeline/replica.rs`) |
 /// | `CMOD_LOCAL` | `1`: run on the embedded local runtime (`run.rs`) |
@@ -102,6 +105,9 @@ pub(crate) mod vars {
     pub(crate) const SOURCE_CONFIGURATIONS_PATH: &str = "SOURCE_CONFIGURATIONS_PATH";
     pub(crate) const BUILD2_TOKEN: &str = "BUILD2_TOKEN";
     pub(crate) const RESOURCE_ALIAS_MAP: &str = "RESOURCE_ALIAS_MAP";
+    pub(crate) const SCRATCH_TOKEN: &str = "SCRATCH_TOKEN";
+    pub(crate) const FOUNDRY_COMPUTE_MODULE_RID: &str = "FOUNDRY_COMPUTE_MODULE_RID";
+    pub(crate) const CMOD_MODULE_CALL_TIMEOUT_SECS: &str = "CMOD_MODULE_CALL_TIMEOUT_SECS";
     pub(crate) const CMOD_PIPELINE_AFTER_SUCCESS: &str = "CMOD_PIPELINE_AFTER_SUCCESS";
     pub(crate) const CMOD_LOCAL: &str = "CMOD_LOCAL";
     pub(crate) const CMOD_LOCAL_PORT: &str = "CMOD_LOCAL_PORT";

@@ -77,6 +77,11 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
     let mut overlay = foundry.env();
     overlay.retain(|(k, _)| k != crate::env::vars::DEFAULT_CA_PATH);
     overlay.extend(runtime.env());
+    // The local Foundry's execute API routes calls to this module's RID to its own runtime.
+    let rid_var = crate::env::vars::FOUNDRY_COMPUTE_MODULE_RID;
+    let rid = crate::env::var(rid_var).unwrap_or_else(|| LOCAL_MODULE_RID.to_owned());
+    foundry.register_module(rid.clone(), runtime.clone());
+    overlay.push((rid_var.to_owned(), rid));
     crate::env::install_overlay(overlay);
     let config = RuntimeConfig::from_env()?;
     crate::sources::check_required_sources()?;
@@ -117,6 +122,9 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
     foundry.shutdown().await;
     outcome.and(module_result)
 }
+
+/// The module's RID in local mode unless `FOUNDRY_COMPUTE_MODULE_RID` is set.
+pub(crate) const LOCAL_MODULE_RID: &str = "ri.foundry.main.deployed-app.local";
 
 /// Starts the local Foundry (OAuth2 token endpoint, discovery, datasets, streams), with a local
 /// echo source for every source the module declares with `require_source!`.
