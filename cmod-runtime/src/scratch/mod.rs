@@ -534,26 +534,22 @@ fn unwrap_value(answer: Value) -> Option<Value> {
     }
 }
 
-/// A stored value as `T`: the JSON text of a string (what [`Scratch::set`] stores), else the
-/// string itself, else the value.
+/// A stored value as `T`: the JSON text in a string (what [`Scratch::set`] stores), or the
+/// string itself when it is not JSON, or a non-string value as it is.
 fn decode<T: DeserializeOwned>(value: Value) -> Result<T, String> {
-    match value {
-        Value::String(s) => match serde_json::from_str::<T>(&s) {
-            Ok(v) => Ok(v),
-            Err(json_error) => serde_json::from_value::<T>(Value::String(s)).map_err(|_| {
-                format!(
-                    "the stored value is not a `{}`: {json_error}",
-                    std::any::type_name::<T>()
-                )
-            }),
-        },
-        other => serde_path_to_error::deserialize(other).map_err(|e| {
-            format!(
-                "the stored value is not a `{}`: {e}",
-                std::any::type_name::<T>()
-            )
-        }),
-    }
+    let mismatch = |e: &dyn fmt::Display| {
+        format!(
+            "the stored value is not a `{}`: {e}",
+            std::any::type_name::<T>()
+        )
+    };
+    let value = match value {
+        // What `set` stores: JSON text. A string that is not JSON (a plain Python string) is
+        // taken as the string itself.
+        Value::String(s) => serde_json::from_str::<Value>(&s).unwrap_or(Value::String(s)),
+        other => other,
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| mismatch(&e))
 }
 
 /// Refreshes the lock every `refresh_every` until refused (or aborted by the guard).
