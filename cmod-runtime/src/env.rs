@@ -66,6 +66,7 @@ pub(crate) fn lookup() -> &'static (dyn Fn(&str) -> Option<String> + Sync) {
 /// | `CMOD_PIPELINE_AFTER_SUCCESS` | `exit` or `stay_alive` after success (`pipeline/replica.rs`) |
 /// | `CMOD_LOCAL` | `1`: run on the embedded local runtime (`run.rs`) |
 /// | `CMOD_LOCAL_PORT` | The local invoke API's port (`functions/local.rs`) |
+/// | `CMOD_LOCAL_MODULES` | `RID=URL,…`: other local modules' invoke APIs the local execute API routes to (`functions/local.rs`) |
 /// | `CMOD_LOCAL_DATA` | The local data directory (`pipeline/local.rs`) |
 /// | `CMOD_MODE` | `functions` or `pipeline` for a binary with both (`cli.rs`) |
 /// | `CMOD_CONCURRENT_POLLS` | `1`: one open long-poll per free slot (opt-in, unverified against Foundry) (`config.rs`) |
@@ -112,6 +113,7 @@ pub(crate) mod vars {
     pub(crate) const CMOD_LOCAL: &str = "CMOD_LOCAL";
     pub(crate) const CMOD_LOCAL_PORT: &str = "CMOD_LOCAL_PORT";
     pub(crate) const CMOD_LOCAL_DATA: &str = "CMOD_LOCAL_DATA";
+    pub(crate) const CMOD_LOCAL_MODULES: &str = "CMOD_LOCAL_MODULES";
     pub(crate) const CMOD_MODE: &str = "CMOD_MODE";
     pub(crate) const CMOD_CONCURRENT_POLLS: &str = "CMOD_CONCURRENT_POLLS";
     pub(crate) const CMOD_SHUTDOWN_GRACE_SECS: &str = "CMOD_SHUTDOWN_GRACE_SECS";

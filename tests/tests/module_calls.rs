@@ -212,6 +212,62 @@ async fn failures_name_the_module_the_function_and_the_status() {
     .expect("bounded");
 }
 
+/// Two `CMOD_LOCAL=1` processes on a laptop: the pricing module serves (its invoke API on a
+/// fixed port), the orders module routes calls for the pricing RID there
+/// (`CMOD_LOCAL_MODULES`) and calls it from `--invoke`.
+#[tokio::test]
+async fn two_local_mode_processes_call_each_other() {
+    tokio::time::timeout(LIMIT * 2, async {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut pricing = {
+            let mut cmd = tokio::process::Command::new(PRICING);
+            cmd.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("CMOD_LOCAL_PORT", port.to_string())
+                .arg("--local");
+            LoggedChild::spawn(&mut cmd)
+        };
+        pricing.wait_log("curl -s").await;
+        let input = r#"{"lines": [{"sku": "pear", "quantity": 2}]}"#;
+        let mut orders = {
+            let mut cmd = tokio::process::Command::new(ORDERS);
+            cmd.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("PRICING_MODULE_RID", PRICING_RID)
+                .env(
+                    "CMOD_LOCAL_MODULES",
+                    format!("{PRICING_RID}=http://127.0.0.1:{port}"),
+                )
+                .args(["--local", "--invoke", "order_total", input]);
+            LoggedChild::spawn(&mut cmd)
+        };
+        let status = orders.wait().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let log = orders.log();
+        assert!(status.success(), "{log}\npricing:\n{}", pricing.log());
+        let prefix = format!("order_total({input}) => ");
+        let result: Value = log
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|r| serde_json::from_str(r).unwrap())
+            .unwrap_or_else(|| panic!("no result line:\n{log}"));
+        assert_eq!(result["total_cents"], 110, "{result}");
+        // The pricing module saw the orders module's application as the user.
+        assert_eq!(
+            result["quotes"][0]["quoted_for"], "cmod-local-app",
+            "{result}"
+        );
+        let (status, log) = pricing.terminate().await;
+        assert!(status.success(), "{status}\n{log}");
+    })
+    .await
+    .expect("bounded");
+}
+
 /// The client alone (no module process): a callee that never answers is given up after the
 /// call's timeout, and the error names the module and function.
 #[tokio::test]

@@ -352,7 +352,7 @@ pub(crate) struct FoundryState {
     /// Foundry's `Transaction` does not have; [`LocalFoundry::set_transaction_branch_names`]).
     pub(crate) transaction_branch_names: std::sync::atomic::AtomicBool,
     /// Local runtimes the execute API routes to, by deployed app RID (`execute.rs`).
-    pub(crate) modules: Mutex<BTreeMap<String, crate::runtime::LocalRuntime>>,
+    pub(crate) modules: Mutex<BTreeMap<String, execute::Route>>,
     /// The Scratch cache and locks (`scratch.rs`).
     pub(crate) scratch: scratch::ScratchStore,
 }
