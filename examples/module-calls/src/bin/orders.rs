@@ -4,9 +4,19 @@
 //! user who invoked the job ([`Context::modules`]).
 //!
 //! The pricing module's RID comes from the `PRICING_MODULE_RID` variable (set it in the orders
-//! module's configuration in Foundry). Both modules run side by side against a local runtime
-//! each and one local Foundry in `tests/tests/module_calls.rs`; the `cmod_local` library
-//! routes the calls (`LocalFoundry::register_module`).
+//! module's configuration in Foundry). Locally, run the two modules in two terminals; the orders
+//! module's local Foundry routes the pricing RID to the pricing module's invoke API
+//! (`CMOD_LOCAL_MODULES`):
+//!
+//! ```text
+//! CMOD_LOCAL_PORT=8948 cargo run -p module-calls --bin pricing -- --local
+//! CMOD_LOCAL_MODULES=ri.foundry.main.deployed-app.pricing=http://127.0.0.1:8948 \
+//! PRICING_MODULE_RID=ri.foundry.main.deployed-app.pricing \
+//!   cargo run -p module-calls --bin orders -- --local --invoke order_total '{"lines": [{"sku": "pear", "quantity": 2}]}'
+//! ```
+//!
+//! `tests/tests/module_calls.rs` runs both as processes, in local mode as above and against a
+//! local runtime each and one local Foundry (`LocalFoundry::register_module`).
 
 use cmod_runtime::{Context, ModuleCallError, Modules, compute_function};
 use serde::{Deserialize, Serialize};
