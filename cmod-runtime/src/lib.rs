@@ -60,7 +60,7 @@
 //! | [`mod@pipeline`]: [`DatasetInput`], [`DatasetOutput`], [`StreamInput`], [`StreamOutput`], [`MediaSetInput`], [`MediaSetOutput`], `Follow`, `FollowOptions`, `PipelineError` | pipeline-mode handles |
 //! | [`FoundryClient`], [`FoundryError`], [`mod@foundry`] | calling Foundry APIs |
 //! | [`auth`] | the auth modes (`Credentials`, `PipelineToken`, `AppTokenProvider`) |
-//! | [`Modules`], [`ModuleCallError`] | calling another compute module's functions (`ctx.modules()`) |
+//! | [`Modules`], [`ModuleCallError`], [`ResultStream`] | calling another compute module's functions (`ctx.modules()`) |
 //! | [`Scratch`], [`Ttl`], [`LockGuard`], [`ScratchError`] | Scratch: the distributed cache and lock (`SCRATCH_TOKEN`) |
 //! | [`Sources`], [`Source`], [`sources`] | sources and their credentials |
 //! | [`discovery`] | service discovery |
@@ -113,7 +113,7 @@ pub use functions::{
     DEFAULT_GRACE_PERIOD, ErrorKind, FunctionDef, FunctionsRuntime, GRACE_PERIOD_VAR, JobError,
     JobFuture, JobInput, Output, Registry, RegistryBuilder, RegistryError,
 };
-pub use modules::{ModuleCallError, Modules};
+pub use modules::{ModuleCallError, Modules, ResultStream};
 pub use pipeline::{
     DatasetInput, DatasetOutput, MediaSetInput, MediaSetOutput, StreamInput, StreamOutput,
 };

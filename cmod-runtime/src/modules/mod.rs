@@ -232,18 +232,30 @@ impl Target<'_> {
 
     /// `value` as an error result, when it is one: an object whose only key is `error`.
     fn error_result(self, value: &serde_json::Value) -> Option<ModuleCallError> {
-        let obj = value.as_object().filter(|o| o.len() == 1)?;
+        let obj = value.as_object()?;
         let error = obj.get("error")?;
-        let (kind, message) = match error {
-            serde_json::Value::Object(e) => (
-                e.get("kind").and_then(|k| k.as_str()).unwrap_or("Error"),
-                e.get("message")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| error.to_string()),
-            ),
-            serde_json::Value::String(s) => ("Error", s.clone()),
-            other => ("Error", other.to_string()),
+        // `{"error": …}`, or `{"error": "<code>", "error_description": "…"}` (third party: the
+        // shape an emulator of the execute API answers failed jobs with).
+        let description = ["error_description", "errorDescription"]
+            .iter()
+            .find_map(|k| obj.get(*k).and_then(|d| d.as_str()));
+        let expected_len = 1 + usize::from(description.is_some());
+        if obj.len() != expected_len {
+            return None;
+        }
+        let (kind, message) = match (error, description) {
+            (serde_json::Value::String(code), Some(d)) => (code.as_str(), d.to_owned()),
+            (error, _) => match error {
+                serde_json::Value::Object(e) => (
+                    e.get("kind").and_then(|k| k.as_str()).unwrap_or("Error"),
+                    e.get("message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| error.to_string()),
+                ),
+                serde_json::Value::String(s) => ("Error", s.clone()),
+                other => ("Error", other.to_string()),
+            },
         };
         Some(ModuleCallError::Function {
             module: self.module.to_owned(),
@@ -326,49 +338,43 @@ impl Modules {
             .map_err(|e| target.decode(std::any::type_name::<Out>(), e.to_string()))
     }
 
-    /// Calls a streaming function and decodes each value it produced as `Item`, in order. The
-    /// result may come as the values one after the other (how modules post a streamed result)
-    /// or as one JSON array. An error the callee posted after some items is
-    /// [`ModuleCallError::Function`] (the items before it are dropped).
+    /// Calls a streaming function: its values, decoded as `Item` one by one **as they
+    /// arrive** (the answer is read incrementally, under the client's idle limit). The result
+    /// may come as the values one after the other, with or without whitespace between them
+    /// (how modules post a streamed result), or as one JSON array. An error result the callee
+    /// posted after some items is the stream's last item ([`ModuleCallError::Function`]).
+    ///
+    /// ```no_run
+    /// # async fn f(modules: cmod_runtime::Modules) -> Result<(), cmod_runtime::ModuleCallError> {
+    /// use cmod_runtime::StreamExt as _;
+    ///
+    /// let input = serde_json::json!({"skus": ["apple", "pear"]});
+    /// let mut quotes = modules.call_stream::<serde_json::Value>("ri.…", "master", "price_list", &input).await?;
+    /// while let Some(quote) = quotes.next().await {
+    ///     println!("{}", quote?);
+    /// }
+    /// // or all at once: `.into_vec().await?`
+    /// # Ok(()) }
+    /// ```
     pub async fn call_stream<Item: DeserializeOwned>(
         &self,
         module_rid: &str,
         branch: &str,
         function: &str,
         input: &(impl Serialize + ?Sized),
-    ) -> Result<Vec<Item>, ModuleCallError> {
-        let target = Target {
-            module: module_rid,
-            function,
-        };
-        let bytes = self.call_raw(module_rid, branch, function, input).await?;
-        let mut values = Vec::new();
-        for value in serde_json::Deserializer::from_slice(&bytes).into_iter::<serde_json::Value>() {
-            let value = value.map_err(|e| {
-                target.decode(
-                    std::any::type_name::<Item>(),
-                    format!("the streamed result is not a sequence of JSON values: {e}"),
-                )
-            })?;
-            if let Some(err) = target.error_result(&value) {
-                return Err(err);
-            }
-            values.push(value);
-        }
-        if let [serde_json::Value::Array(_)] = values.as_slice()
-            && let Some(serde_json::Value::Array(items)) = values.pop()
-        {
-            values = items;
-        }
-        values
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                serde_path_to_error::deserialize(v).map_err(|e| {
-                    target.decode(std::any::type_name::<Item>(), format!("item {i}: {e}"))
-                })
-            })
-            .collect()
+    ) -> Result<ResultStream<Item>, ModuleCallError> {
+        let response = self.send(module_rid, branch, function, input).await?;
+        Ok(ResultStream {
+            body: Box::pin(response.bytes_stream()),
+            buf: Vec::new(),
+            ready: std::collections::VecDeque::new(),
+            first: None,
+            seen: 0,
+            ended: false,
+            module: module_rid.to_owned(),
+            function: function.to_owned(),
+            _item: std::marker::PhantomData,
+        })
     }
 
     /// Calls `function` and returns the raw result bytes, without looking at them (an error
@@ -380,6 +386,26 @@ impl Modules {
         function: &str,
         input: &(impl Serialize + ?Sized),
     ) -> Result<Bytes, ModuleCallError> {
+        let target = Target {
+            module: module_rid,
+            function,
+        };
+        let response = self.send(module_rid, branch, function, input).await?;
+        let url = crate::transport::shown(response.url());
+        response
+            .bytes()
+            .await
+            .map_err(|e| target.request(FoundryError::transport("POST", &url, &e)))
+    }
+
+    /// Sends the call; the response once its headers arrived.
+    async fn send(
+        &self,
+        module_rid: &str,
+        branch: &str,
+        function: &str,
+        input: &(impl Serialize + ?Sized),
+    ) -> Result<reqwest::Response, ModuleCallError> {
         let target = Target {
             module: module_rid,
             function,
@@ -407,9 +433,182 @@ impl Modules {
             .json(&body)
             .header("accept", "application/octet-stream")
             .response_timeout(self.timeout)
-            .send_bytes()
+            .send()
             .await
             .map_err(|e| target.request(e))
+    }
+}
+
+/// The values of a streaming function's result, decoded as they arrive
+/// ([`Modules::call_stream`]). A [`Stream`](futures_util::Stream) of `Result<Item,
+/// ModuleCallError>`; it ends after the first error.
+#[must_use = "a stream does nothing unless polled"]
+pub struct ResultStream<Item> {
+    body: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static>,
+    >,
+    buf: Vec<u8>,
+    ready: std::collections::VecDeque<Result<Item, ModuleCallError>>,
+    /// The first value while it is an array and the only one so far (the array form).
+    first: Option<serde_json::Value>,
+    seen: usize,
+    ended: bool,
+    module: String,
+    function: String,
+    _item: std::marker::PhantomData<fn() -> Item>,
+}
+
+// No field is structurally pinned (the body is boxed), whatever `Item` is.
+impl<Item> Unpin for ResultStream<Item> {}
+
+impl<Item> fmt::Debug for ResultStream<Item> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResultStream")
+            .field("module", &self.module)
+            .field("function", &self.function)
+            .field("items", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Item: DeserializeOwned> ResultStream<Item> {
+    /// Every remaining value, or the first error.
+    pub async fn into_vec(mut self) -> Result<Vec<Item>, ModuleCallError> {
+        use futures_util::StreamExt as _;
+        let mut items = Vec::new();
+        while let Some(item) = self.next().await {
+            items.push(item?);
+        }
+        Ok(items)
+    }
+
+    fn target(&self) -> Target<'_> {
+        Target {
+            module: &self.module,
+            function: &self.function,
+        }
+    }
+
+    /// Queues one decoded value (or the error it is).
+    fn push_value(&mut self, value: serde_json::Value) {
+        if let Some(err) = self.target().error_result(&value) {
+            self.ready.push_back(Err(err));
+            self.ended = true;
+            return;
+        }
+        let index = self.seen;
+        self.seen += 1;
+        let decoded = serde_path_to_error::deserialize(value).map_err(|e| {
+            self.target()
+                .decode(std::any::type_name::<Item>(), format!("item {index}: {e}"))
+        });
+        if decoded.is_err() {
+            self.ended = true;
+        }
+        self.ready.push_back(decoded);
+    }
+
+    /// Decodes every complete value in the buffer; `at_end`: the body is over.
+    fn drain(&mut self, at_end: bool) {
+        let mut consumed = 0;
+        loop {
+            let mut values = serde_json::Deserializer::from_slice(&self.buf[consumed..])
+                .into_iter::<serde_json::Value>();
+            match values.next() {
+                None => break,
+                Some(Ok(value)) => {
+                    let end = consumed + values.byte_offset();
+                    // A number that ends the data so far may go on in the next chunk.
+                    if value.is_number() && end == self.buf.len() && !at_end {
+                        break;
+                    }
+                    consumed = end;
+                    // The array form: hold a first array until we know it is the only value.
+                    if self.seen == 0 && self.first.is_none() && value.is_array() {
+                        self.first = Some(value);
+                        continue;
+                    }
+                    if let Some(first) = self.first.take() {
+                        self.push_value(first);
+                    }
+                    self.push_value(value);
+                    if self.ended {
+                        break;
+                    }
+                }
+                Some(Err(e)) if e.is_eof() && !at_end => break,
+                Some(Err(e)) => {
+                    let err = self.target().decode(
+                        std::any::type_name::<Item>(),
+                        format!("the streamed result is not a sequence of JSON values: {e}"),
+                    );
+                    self.ready.push_back(Err(err));
+                    self.ended = true;
+                    break;
+                }
+            }
+        }
+        self.buf.drain(..consumed);
+        if at_end && !self.ended {
+            self.ended = true;
+            if let Some(first) = self.first.take() {
+                // The only value is an array: its elements are the items, unless the array
+                // itself is an `Item` (a stream of one list).
+                match serde_json::from_value::<Item>(first.clone()) {
+                    Ok(item) => {
+                        self.seen += 1;
+                        self.ready.push_back(Ok(item));
+                    }
+                    Err(_) => {
+                        if let serde_json::Value::Array(items) = first {
+                            self.ended = false;
+                            for item in items {
+                                self.push_value(item);
+                                if self.ended {
+                                    break;
+                                }
+                            }
+                            self.ended = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<Item: DeserializeOwned> futures_util::Stream for ResultStream<Item> {
+    type Item = Result<Item, ModuleCallError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if let Some(item) = this.ready.pop_front() {
+                return Poll::Ready(Some(item));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match this.body.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.buf.extend_from_slice(&chunk);
+                    this.drain(false);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let err =
+                        this.target()
+                            .request(FoundryError::transport("POST", EXECUTE_PATH, &e));
+                    this.ready.push_back(Err(err));
+                    this.ended = true;
+                }
+                Poll::Ready(None) => this.drain(true),
+            }
+        }
     }
 }
 
@@ -469,6 +668,79 @@ mod tests {
                 .is_none()
         );
         assert!(target().error_result(&serde_json::json!([1])).is_none());
+        let e = target()
+            .error_result(&serde_json::json!({"error": "job_failed", "error_description": "Compute module job failed."}))
+            .unwrap()
+            .to_string();
+        assert!(e.ends_with("job_failed: Compute module job failed."), "{e}");
+    }
+
+    fn stream<Item: DeserializeOwned>(chunks: &[&'static str]) -> ResultStream<Item> {
+        let chunks: Vec<reqwest::Result<Bytes>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+            .collect();
+        ResultStream {
+            body: Box::pin(futures_util::stream::iter(chunks)),
+            buf: Vec::new(),
+            ready: std::collections::VecDeque::new(),
+            first: None,
+            seen: 0,
+            ended: false,
+            module: "ri.m".to_owned(),
+            function: "f".to_owned(),
+            _item: std::marker::PhantomData,
+        }
+    }
+
+    async fn items<Item: DeserializeOwned>(chunks: &[&'static str]) -> Vec<Result<Item, String>> {
+        use futures_util::StreamExt as _;
+        stream::<Item>(chunks)
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn streamed_results_decode_across_chunks_and_shapes() {
+        // Values one after the other, split anywhere, with or without whitespace.
+        assert_eq!(
+            items::<u32>(&["1 ", "2 3", "\n4", "0"]).await,
+            [Ok(1), Ok(2), Ok(3), Ok(40)]
+        );
+        assert_eq!(
+            items::<serde_json::Value>(&["{\"a\":", "1}{\"a\":2}"])
+                .await
+                .len(),
+            2
+        );
+        // One array: its elements, unless the array is itself an item.
+        assert_eq!(items::<u32>(&["[1,", "2]"]).await, [Ok(1), Ok(2)]);
+        assert_eq!(items::<Vec<u32>>(&["[1,2]"]).await, [Ok(vec![1, 2])]);
+        assert_eq!(
+            items::<Vec<u32>>(&["[1]", "[2]"]).await,
+            [Ok(vec![1]), Ok(vec![2])]
+        );
+        assert!(items::<u32>(&[]).await.is_empty());
+        // An error item ends the stream, naming the module and function.
+        let got = items::<u32>(&["1", r#"{"error":{"kind":"Panic","message":"boom"}}"#, "2"]).await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0], Ok(1));
+        assert_eq!(
+            got[1],
+            Err("function `f` of module ri.m returned an error: Panic: boom".to_owned())
+        );
+        // A cut-off body and a wrong type are decode errors.
+        let got = items::<u32>(&["1 {\"a\""]).await;
+        assert!(
+            matches!(&got[..], [Ok(1), Err(e)] if e.contains("not a sequence")),
+            "{got:?}"
+        );
+        let got = items::<u32>(&["\"x\""]).await;
+        assert!(
+            matches!(&got[..], [Err(e)] if e.contains("item 0") && e.contains("u32")),
+            "{got:?}"
+        );
     }
 
     #[test]

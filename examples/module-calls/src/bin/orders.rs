@@ -119,8 +119,12 @@ async fn order_total_as_user(ctx: Context, lines: Vec<Line>) -> Result<Total, Or
 async fn catalogue(skus: Vec<String>) -> Result<Vec<Quote>, OrderError> {
     let rid = pricing_rid()?;
     let input = cmod_runtime::serde_json::json!({ "skus": skus });
+    // The quotes are decoded as they arrive; `into_vec` gathers them (or iterate with
+    // `cmod_runtime::StreamExt::next`).
     Ok(Modules::from_env()?
         .call_stream::<Quote>(&rid, "master", "price_list", &input)
+        .await?
+        .into_vec()
         .await?)
 }
 
