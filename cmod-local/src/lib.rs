@@ -71,8 +71,9 @@
 //!
 //! # The local Foundry
 //!
-//! [`foundry`] serves the Foundry APIs a module calls (OAuth2, datasets, streams, media sets)
-//! over HTTPS, for pipeline-mode and application-permission modules.
+//! [`foundry`] serves the Foundry APIs a module calls (OAuth2, datasets, streams, media sets,
+//! Scratch, and the execute API that routes calls to other local modules) over HTTPS, for
+//! pipeline-mode and application-permission modules.
 pub mod foundry;
 pub mod https;
 pub mod runtime;

@@ -59,10 +59,14 @@ pub(crate) fn lookup() -> &'static (dyn Fn(&str) -> Option<String> + Sync) {
 /// | `SOURCE_CREDENTIALS` | Sources' secrets file (`sources/`) |
 /// | `SOURCE_CONFIGURATIONS_PATH` | Sources' configuration file |
 /// | `BUILD2_TOKEN` | File holding the build token, re-read when it changes (`auth/`) |
+/// | `SCRATCH_TOKEN` | Scratch cache and lock: the raw `Authorization` value; Scratch is off without it (`scratch/`) |
+/// | `FOUNDRY_COMPUTE_MODULE_RID` | This module's RID (local mode routes calls to it to the embedded runtime) |
+/// | `CMOD_MODULE_CALL_TIMEOUT_SECS` | How long a call of another module's function may take to answer (`modules/`) |
 /// | `RESOURCE_ALIAS_MAP` | Alias → resource map (`pipeline/aliases.rs`) |
 /// | `CMOD_PIPELINE_AFTER_SUCCESS` | `exit` or `stay_alive` after success (`pipeline/replica.rs`) |
 /// | `CMOD_LOCAL` | `1`: run on the embedded local runtime (`run.rs`) |
 /// | `CMOD_LOCAL_PORT` | The local invoke API's port (`functions/local.rs`) |
+/// | `CMOD_LOCAL_MODULES` | `RID=URL,…`: other local modules' invoke APIs the local execute API routes to (`functions/local.rs`) |
 /// | `CMOD_LOCAL_DATA` | The local data directory (`pipeline/local.rs`) |
 /// | `CMOD_MODE` | `functions` or `pipeline` for a binary with both; `server` for server mode (`cli.rs`) |
 /// | `CMOD_SERVER_PORT` | Server mode's port, 1024–65535 except 8945/8946 (default 8080) (`server/`) |
@@ -103,10 +107,14 @@ pub(crate) mod vars {
     pub(crate) const SOURCE_CONFIGURATIONS_PATH: &str = "SOURCE_CONFIGURATIONS_PATH";
     pub(crate) const BUILD2_TOKEN: &str = "BUILD2_TOKEN";
     pub(crate) const RESOURCE_ALIAS_MAP: &str = "RESOURCE_ALIAS_MAP";
+    pub(crate) const SCRATCH_TOKEN: &str = "SCRATCH_TOKEN";
+    pub(crate) const FOUNDRY_COMPUTE_MODULE_RID: &str = "FOUNDRY_COMPUTE_MODULE_RID";
+    pub(crate) const CMOD_MODULE_CALL_TIMEOUT_SECS: &str = "CMOD_MODULE_CALL_TIMEOUT_SECS";
     pub(crate) const CMOD_PIPELINE_AFTER_SUCCESS: &str = "CMOD_PIPELINE_AFTER_SUCCESS";
     pub(crate) const CMOD_LOCAL: &str = "CMOD_LOCAL";
     pub(crate) const CMOD_LOCAL_PORT: &str = "CMOD_LOCAL_PORT";
     pub(crate) const CMOD_LOCAL_DATA: &str = "CMOD_LOCAL_DATA";
+    pub(crate) const CMOD_LOCAL_MODULES: &str = "CMOD_LOCAL_MODULES";
     pub(crate) const CMOD_MODE: &str = "CMOD_MODE";
     pub(crate) const CMOD_SERVER_PORT: &str = "CMOD_SERVER_PORT";
     pub(crate) const CMOD_CONCURRENT_POLLS: &str = "CMOD_CONCURRENT_POLLS";

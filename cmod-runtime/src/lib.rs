@@ -60,6 +60,8 @@
 //! | [`mod@pipeline`]: [`DatasetInput`], [`DatasetOutput`], [`StreamInput`], [`StreamOutput`], [`MediaSetInput`], [`MediaSetOutput`], `Follow`, `FollowOptions`, `PipelineError` | pipeline-mode handles |
 //! | [`FoundryClient`], [`FoundryError`], [`mod@foundry`] | calling Foundry APIs |
 //! | [`auth`] | the auth modes (`Credentials`, `PipelineToken`, `AppTokenProvider`) |
+//! | [`Modules`], [`ModuleCallError`], [`ResultStream`] | calling another compute module's functions (`ctx.modules()`) |
+//! | [`Scratch`], [`Ttl`], [`LockGuard`], [`ScratchError`] | Scratch: the distributed cache and lock (`SCRATCH_TOKEN`) |
 //! | [`Sources`], [`Source`], [`sources`] | sources and their credentials |
 //! | [`discovery`] | service discovery |
 //! | [`schema`], [`types`] | Foundry's type system: `DataType`, `Date`, `Timestamp`, `Decimal`, `Binary` |
@@ -84,9 +86,11 @@ mod error;
 pub mod foundry;
 mod functions;
 pub mod logging;
+mod modules;
 pub mod pipeline;
 mod run;
 pub mod schema;
+mod scratch;
 mod secret;
 mod server;
 pub mod sources;
@@ -110,10 +114,12 @@ pub use functions::{
     DEFAULT_GRACE_PERIOD, ErrorKind, FunctionDef, FunctionsRuntime, GRACE_PERIOD_VAR, JobError,
     JobFuture, JobInput, Output, Registry, RegistryBuilder, RegistryError,
 };
+pub use modules::{ModuleCallError, Modules, ResultStream};
 pub use pipeline::{
     DatasetInput, DatasetOutput, MediaSetInput, MediaSetOutput, StreamInput, StreamOutput,
 };
 pub use run::{print_schemas, run, shutdown_signal};
+pub use scratch::{LockGuard, Scratch, ScratchError, Ttl};
 pub use secret::Secret;
 pub use sources::{Source, Sources};
 

@@ -8,6 +8,8 @@
 //! | `POST /multipass/api/oauth2/token` | OAuth2 client credentials: opaque tokens with scopes and an expiry (`oauth.rs`) |
 //! | `GET /api/v2/admin/users/getCurrent` | the principal of the bearer token (any valid token) |
 //! | `GET|POST /local-sources/{apiName}/{*path}` | an echo server standing in for a REST source; checks the source's auth headers |
+//! | `POST /contour-backend-multiplexer/api/module-group-multiplexer/compute-modules/jobs/execute` | the execute API: runs a function of a registered local module (`execute.rs`) |
+//! | `POST /contour-backend-multiplexer/scratch/api/v1/…` | Scratch cache and lock, `Authorization: <SCRATCH_TOKEN>` (`scratch.rs`) |
 //!
 //! Every endpoint except the token endpoint checks `Authorization: Bearer <token>` through
 //! `FoundryState::authorize`; errors use Foundry's JSON error shape
@@ -23,9 +25,11 @@
 //! `FoundryState::authorize` with the scope they need and check the returned [`Principal`].
 
 mod datasets;
+mod execute;
 mod media;
 mod oauth;
 mod pipeline_env;
+mod scratch;
 mod store;
 mod streams;
 
@@ -49,8 +53,10 @@ use tokio::net::TcpListener;
 use crate::https::{ServerHandle, serve_https_on};
 use crate::tls::{LocalCa, TlsError};
 
+pub use execute::{EXECUTE_PATH, EXECUTE_TIMEOUT};
 pub use oauth::{Principal, PrincipalKind, Scopes, TokenGrant};
 pub use pipeline_env::{PipelineResource, ResourceKind, default_rid, local_resources};
+pub use scratch::{LOCK_EXPIRY as SCRATCH_LOCK_EXPIRY, SCRATCH_PREFIX, ScratchStats};
 pub use store::{
     DataOptions, DataStore, FileEntry, MediaTransaction, Page, SEED_TRANSACTION_RID, StoreError,
     Subscriber, SubscriberStart, Transaction, TransactionStatus, TransactionType,
@@ -345,6 +351,10 @@ pub(crate) struct FoundryState {
     /// Whether dataset transactions in API answers carry `branchName` (a local addition that
     /// Foundry's `Transaction` does not have; [`LocalFoundry::set_transaction_branch_names`]).
     pub(crate) transaction_branch_names: std::sync::atomic::AtomicBool,
+    /// Local runtimes the execute API routes to, by deployed app RID (`execute.rs`).
+    pub(crate) modules: Mutex<BTreeMap<String, execute::Route>>,
+    /// The Scratch cache and locks (`scratch.rs`).
+    pub(crate) scratch: scratch::ScratchStore,
 }
 
 impl FoundryState {
@@ -503,6 +513,8 @@ impl LocalFoundry {
             sources,
             data: store::DataStore::with_options(&dir.join("data"), &options.data)?,
             transaction_branch_names: std::sync::atomic::AtomicBool::new(true),
+            modules: Mutex::new(BTreeMap::new()),
+            scratch: scratch::ScratchStore::new(oauth::random_token("scratch-")),
         });
         let server = serve_https_on(listener, ca.server_config()?, router(state.clone()))
             .map_err(io_err("starting the HTTPS server"))?;
@@ -564,7 +576,8 @@ impl LocalFoundry {
 
     /// The variables that point a module at this Foundry: `CLIENT_ID` and `CLIENT_SECRET` (the
     /// first registered client, if any), `FOUNDRY_URL` (`localhost:PORT`, no scheme, as in
-    /// Foundry), `FOUNDRY_SERVICE_DISCOVERY_V2`, `DEFAULT_CA_PATH`, and `SOURCE_CREDENTIALS` /
+    /// Foundry), `FOUNDRY_SERVICE_DISCOVERY_V2`, `DEFAULT_CA_PATH`, `SCRATCH_TOKEN` (Scratch is
+    /// always on locally), and `SOURCE_CREDENTIALS` /
     /// `SOURCE_CONFIGURATIONS_PATH` when sources are configured.
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = Vec::new();
@@ -583,6 +596,10 @@ impl LocalFoundry {
         env.push((
             "DEFAULT_CA_PATH".to_owned(),
             self.files.ca.display().to_string(),
+        ));
+        env.push((
+            "SCRATCH_TOKEN".to_owned(),
+            self.state.scratch.token().to_owned(),
         ));
         if let Some(p) = &self.files.source_credentials {
             env.push(("SOURCE_CREDENTIALS".to_owned(), p.display().to_string()));
@@ -686,6 +703,8 @@ pub(crate) fn router(state: Arc<FoundryState>) -> Router {
         .merge(datasets::routes())
         .merge(streams::routes())
         .merge(media::routes())
+        .merge(execute::routes())
+        .merge(scratch::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             api_middleware,
@@ -828,7 +847,8 @@ fn write_files(
              api_gateway:\n  - \"{base_url}/api\"\n\
              stream_proxy:\n  - \"{base_url}/stream-proxy/api\"\n\
              multipass:\n  - \"{base_url}/multipass/api\"\n\
-             foundry_mio:\n  - \"{base_url}/mio/api\"\n"
+             foundry_mio:\n  - \"{base_url}/mio/api\"\n\
+             contour_backend_multiplexer:\n  - \"{base_url}/contour-backend-multiplexer\"\n"
         ),
     )?;
     if sources.is_empty() {

@@ -204,6 +204,7 @@ impl FoundryClient {
             timeout: None,
             error: None,
             any_origin: false,
+            response_limit: None,
         }
     }
 

@@ -31,6 +31,8 @@ pub struct FoundryRequest {
     pub(super) timeout: Option<Duration>,
     pub(super) error: Option<String>,
     pub(super) any_origin: bool,
+    /// Replaces the client's response-header limit for this request (idle limits unchanged).
+    pub(super) response_limit: Option<Duration>,
 }
 
 impl fmt::Debug for FoundryRequest {
@@ -104,6 +106,14 @@ impl FoundryRequest {
     /// user input or response bodies.
     pub fn allow_any_origin(mut self) -> Self {
         self.any_origin = true;
+        self
+    }
+
+    /// Waits up to `limit` for the response headers once the request body is sent, instead of
+    /// the client's response limit; the idle limits stay the client's. For calls whose answer
+    /// takes long to start (another module's function).
+    pub(crate) fn response_timeout(mut self, limit: Duration) -> Self {
+        self.response_limit = Some(limit);
         self
     }
 
@@ -267,7 +277,13 @@ impl FoundryRequest {
                 idle: t,
                 response: t,
             },
-            None => self.client.shared.limits,
+            None => {
+                let mut limits = self.client.shared.limits;
+                if let Some(response) = self.response_limit {
+                    limits.response = response;
+                }
+                limits
+            }
         }
     }
 

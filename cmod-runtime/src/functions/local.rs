@@ -77,6 +77,17 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
     let mut overlay = foundry.env();
     overlay.retain(|(k, _)| k != crate::env::vars::DEFAULT_CA_PATH);
     overlay.extend(runtime.env());
+    // The local Foundry's execute API routes calls to this module's RID to its own runtime.
+    let rid_var = crate::env::vars::FOUNDRY_COMPUTE_MODULE_RID;
+    let rid = crate::env::var(rid_var).unwrap_or_else(|| LOCAL_MODULE_RID.to_owned());
+    foundry.register_module(rid.clone(), runtime.clone());
+    overlay.push((rid_var.to_owned(), rid));
+    // Other local modules (their own `CMOD_LOCAL=1` processes) reachable by RID.
+    for (rid, url) in local_modules(crate::env::var(crate::env::vars::CMOD_LOCAL_MODULES))? {
+        foundry
+            .register_module_url(rid, &url)
+            .map_err(|e| crate::Error::Usage(format!("CMOD_LOCAL_MODULES: {e}")))?;
+    }
     crate::env::install_overlay(overlay);
     let config = RuntimeConfig::from_env()?;
     crate::sources::check_required_sources()?;
@@ -117,6 +128,33 @@ pub(crate) async fn run_local(flags: Flags) -> crate::Result<()> {
     foundry.shutdown().await;
     outcome.and(module_result)
 }
+
+/// `CMOD_LOCAL_MODULES=RID=URL[,RID=URL…]`: other local modules' invoke APIs, by RID.
+fn local_modules(value: Option<String>) -> crate::Result<Vec<(String, String)>> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .split_once('=')
+                .map(|(rid, url)| (rid.trim().to_owned(), url.trim().to_owned()))
+                .filter(|(rid, url)| !rid.is_empty() && !url.is_empty())
+                .ok_or_else(|| {
+                    crate::Error::Usage(format!(
+                        "CMOD_LOCAL_MODULES: `{entry}` is not RID=URL (e.g. \
+                         ri.foundry.main.deployed-app.pricing=http://127.0.0.1:8948)"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// The module's RID in local mode unless `FOUNDRY_COMPUTE_MODULE_RID` is set.
+pub(crate) const LOCAL_MODULE_RID: &str = "ri.foundry.main.deployed-app.local";
 
 /// Starts the local Foundry (OAuth2 token endpoint, discovery, datasets, streams), with a local
 /// echo source for every source the module declares with `require_source!`.
@@ -295,6 +333,26 @@ pub(crate) fn sample(data_type: &serde_json::Value) -> serde_json::Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn local_modules_are_rid_url_pairs_and_errors_name_the_variable() {
+        assert!(local_modules(None).unwrap().is_empty());
+        assert_eq!(
+            local_modules(Some(
+                " ri.a=http://127.0.0.1:1 , ri.b = http://localhost:2,".into()
+            ))
+            .unwrap(),
+            [
+                ("ri.a".to_owned(), "http://127.0.0.1:1".to_owned()),
+                ("ri.b".to_owned(), "http://localhost:2".to_owned())
+            ]
+        );
+        let e = local_modules(Some("ri.a".into())).unwrap_err().to_string();
+        assert!(
+            e.contains("CMOD_LOCAL_MODULES") && e.contains("`ri.a`"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn samples_follow_the_data_type() {

@@ -83,6 +83,10 @@ pub(crate) struct Progress {
     base: Instant,
     state: AtomicU64,
     ended: std::sync::atomic::AtomicBool,
+    /// Wakes a watcher sleeping on the previous phase's deadline when the phase changes (a
+    /// body that finishes is then held to `response` from that moment, even when `response`
+    /// is shorter than `idle`).
+    changed: tokio::sync::Notify,
 }
 
 impl Progress {
@@ -92,6 +96,7 @@ impl Progress {
             base: Instant::now(),
             state: AtomicU64::new(0),
             ended: std::sync::atomic::AtomicBool::new(!has_body),
+            changed: tokio::sync::Notify::new(),
         });
         progress.set(if has_body { HANDED_OFF } else { FINISHED });
         progress
@@ -99,10 +104,11 @@ impl Progress {
 
     fn set(&self, phase: u64) {
         let millis = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(TIME_MASK);
-        self.state.store(
-            (phase << PHASE_SHIFT) | (millis & TIME_MASK),
-            Ordering::Release,
-        );
+        let word = (phase << PHASE_SHIFT) | (millis & TIME_MASK);
+        let previous = self.state.swap(word, Ordering::AcqRel);
+        if previous >> PHASE_SHIFT != phase {
+            self.changed.notify_waiters();
+        }
     }
 
     fn get(&self) -> (u64, Instant) {
@@ -139,6 +145,10 @@ impl Progress {
     /// is being waited for), a finished body counts against `idle`, not `response`.
     pub(crate) async fn stalled(&self, limits: Limits, upload_only: bool) -> Stall {
         loop {
+            // Registered before reading the phase, so a change after the read wakes us.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let (phase, since) = self.get();
             let (limit, stall) = match phase {
                 HANDED_OFF => (limits.idle, Some(Stall::Upload(limits.idle))),
@@ -153,8 +163,14 @@ impl Progress {
             let deadline = since + limit;
             match stall {
                 Some(stall) if Instant::now() >= deadline => return stall,
-                Some(_) => tokio::time::sleep_until(deadline).await,
-                None => tokio::time::sleep(limit).await,
+                Some(_) => tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = &mut changed => {}
+                },
+                None => tokio::select! {
+                    () = tokio::time::sleep(limit) => {}
+                    () = &mut changed => {}
+                },
             }
         }
     }
@@ -485,6 +501,26 @@ mod tests {
             Stall::Response(LIMITS.response)
         );
         assert_eq!(p.stalled(LIMITS, true).await, Stall::Upload(LIMITS.idle));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_limit_shorter_than_idle_counts_from_when_the_body_finished() {
+        // The watcher starts while the body is handed off (idle clock, 60 s); the body then
+        // finishes: the 1 s response limit must apply from then, not after the idle wait.
+        let limits = Limits {
+            idle: Duration::from_secs(60),
+            response: Duration::from_secs(1),
+        };
+        let p = Progress::new(true);
+        let watch = p.stalled(limits, false);
+        tokio::pin!(watch);
+        let started = tokio::time::Instant::now();
+        tokio::select! {
+            s = &mut watch => panic!("stalled before the body finished: {s:?}"),
+            () = tokio::time::sleep(Duration::from_millis(100)) => p.finished(),
+        }
+        assert_eq!(watch.await, Stall::Response(limits.response));
+        assert_eq!(started.elapsed(), Duration::from_millis(1100));
     }
 
     #[tokio::test(start_paused = true)]
