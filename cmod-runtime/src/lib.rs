@@ -84,6 +84,7 @@ mod error;
 pub mod foundry;
 mod functions;
 pub mod logging;
+mod ontology;
 pub mod pipeline;
 mod run;
 pub mod schema;
@@ -113,6 +114,10 @@ pub use pipeline::{
     DatasetInput, DatasetOutput, MediaSetInput, MediaSetOutput, StreamInput, StreamOutput,
 };
 pub use run::{print_schemas, run, shutdown_signal};
+pub use ontology::{
+    ObjectEdit, ObjectTypeMetadata, OntologyEdits, OntologyEditsError, OntologyMetadata,
+    OntologyMetadataError,
+};
 pub use secret::Secret;
 pub use sources::{Source, Sources};
 

@@ -8,6 +8,7 @@
 //! | `POST /multipass/api/oauth2/token` | OAuth2 client credentials: opaque tokens with scopes and an expiry (`oauth.rs`) |
 //! | `GET /api/v2/admin/users/getCurrent` | the principal of the bearer token (any valid token) |
 //! | `GET|POST /local-sources/{apiName}/{*path}` | an echo server standing in for a REST source; checks the source's auth headers |
+//! | `POST /ontology-metadata/api/ontology/ontology/bulkLoadEntities` | object and link types from `<data dir>/ontology/entities.json` (`ontology.rs`) |
 //!
 //! Every endpoint except the token endpoint checks `Authorization: Bearer <token>` through
 //! `FoundryState::authorize`; errors use Foundry's JSON error shape
@@ -25,6 +26,7 @@
 mod datasets;
 mod media;
 mod oauth;
+mod ontology;
 mod pipeline_env;
 mod store;
 mod streams;
@@ -686,6 +688,7 @@ pub(crate) fn router(state: Arc<FoundryState>) -> Router {
         .merge(datasets::routes())
         .merge(streams::routes())
         .merge(media::routes())
+        .merge(ontology::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             api_middleware,
