@@ -95,7 +95,13 @@ fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     };
 
     let mut out = func.to_token_stream();
-    out.extend(codegen::generate(&func, &args, &analysis, &wire_names, edits.as_ref()));
+    out.extend(codegen::generate(
+        &func,
+        &args,
+        &analysis,
+        &wire_names,
+        edits.as_ref(),
+    ));
     Ok(out)
 }
 

@@ -110,14 +110,14 @@ pub use functions::{
     DEFAULT_GRACE_PERIOD, ErrorKind, FunctionDef, FunctionsRuntime, GRACE_PERIOD_VAR, JobError,
     JobFuture, JobInput, Output, Registry, RegistryBuilder, RegistryError,
 };
-pub use pipeline::{
-    DatasetInput, DatasetOutput, MediaSetInput, MediaSetOutput, StreamInput, StreamOutput,
-};
-pub use run::{print_schemas, run, shutdown_signal};
 pub use ontology::{
     ObjectEdit, ObjectTypeMetadata, OntologyEdits, OntologyEditsError, OntologyMetadata,
     OntologyMetadataError,
 };
+pub use pipeline::{
+    DatasetInput, DatasetOutput, MediaSetInput, MediaSetOutput, StreamInput, StreamOutput,
+};
+pub use run::{print_schemas, run, shutdown_signal};
 pub use secret::Secret;
 pub use sources::{Source, Sources};
 

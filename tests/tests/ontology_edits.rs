@@ -207,9 +207,16 @@ async fn metadata_program_writes_the_committed_file_from_bulk_load_entities() {
     let mut args = vec!["--foundry-url", &url, "--out", &out_arg];
     args.extend(rids);
 
-    let run = run_metadata_program(&[("FOUNDRY_TOKEN", &token), ("DEFAULT_CA_PATH", &ca)], &args)
-        .await;
-    assert!(run.success, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    let run = run_metadata_program(
+        &[("FOUNDRY_TOKEN", &token), ("DEFAULT_CA_PATH", &ca)],
+        &args,
+    )
+    .await;
+    assert!(
+        run.success,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
     assert!(
         run.stdout.contains("2 object types: Employee, Office"),
         "{}",
@@ -246,8 +253,11 @@ async fn metadata_program_writes_the_committed_file_from_bulk_load_entities() {
     // An unknown RID: named in the error.
     let mut unknown = vec!["--foundry-url", &url, "--out", &out_arg];
     unknown.extend(["--object-type-rid", "ri.ontology.main.object-type.nope"]);
-    let run = run_metadata_program(&[("FOUNDRY_TOKEN", &token), ("DEFAULT_CA_PATH", &ca)], &unknown)
-        .await;
+    let run = run_metadata_program(
+        &[("FOUNDRY_TOKEN", &token), ("DEFAULT_CA_PATH", &ca)],
+        &unknown,
+    )
+    .await;
     assert!(!run.success);
     assert!(
         run.stderr.contains("ri.ontology.main.object-type.nope"),

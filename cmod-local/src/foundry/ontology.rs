@@ -36,8 +36,7 @@ async fn bulk_load_entities(
 ) -> Result<axum::Json<Value>, ApiError> {
     state.authorize(&headers, None)?;
     let request: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid_argument("InvalidBulkLoadEntitiesRequest")
-            .param("detail", e.to_string())
+        ApiError::invalid_argument("InvalidBulkLoadEntitiesRequest").param("detail", e.to_string())
     })?;
     let path = state.data.root().join("ontology").join("entities.json");
     let ontology: Value = match std::fs::read(&path) {
@@ -104,13 +103,19 @@ fn select(
             .and_then(|i| i.get(rid_key))
             .and_then(Value::as_str)
         else {
-            return Err(ApiError::invalid_argument("InvalidBulkLoadEntitiesRequest")
-                .param("detail", format!("each of `{list}` needs `identifier.{rid_key}`")));
+            return Err(
+                ApiError::invalid_argument("InvalidBulkLoadEntitiesRequest").param(
+                    "detail",
+                    format!("each of `{list}` needs `identifier.{rid_key}`"),
+                ),
+            );
         };
-        match available
-            .iter()
-            .find(|e| e.get(entry).and_then(|t| t.get("rid")).and_then(Value::as_str) == Some(rid))
-        {
+        match available.iter().find(|e| {
+            e.get(entry)
+                .and_then(|t| t.get("rid"))
+                .and_then(Value::as_str)
+                == Some(rid)
+        }) {
             Some(found) => out.push(found.clone()),
             None => missing.push(rid.to_owned()),
         }

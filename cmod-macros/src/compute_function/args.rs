@@ -29,6 +29,8 @@ pub(crate) struct Args {
     pub(crate) edits: Option<(syn::Path, Vec<LitStr>)>,
     /// `ontology_metadata = "…"`: the metadata file, relative to the source file.
     pub(crate) ontology_metadata: Option<LitStr>,
+    /// Whether `edits` was written (also when its value was invalid).
+    pub(crate) edits_written: bool,
 }
 
 impl Args {
@@ -95,6 +97,7 @@ impl Args {
                     ),
                 },
                 "edits" => {
+                    args.edits_written = true;
                     if let Some(types) = edits_value(&meta, errors) {
                         args.edits = Some((meta.path().clone(), types));
                     }
@@ -163,7 +166,10 @@ fn edits_value(meta: &Meta, errors: &mut Errors) -> Option<Vec<LitStr>> {
         };
         let name = lit.value();
         if name.trim().is_empty() || name.chars().any(char::is_whitespace) {
-            errors.spanned(lit, "an object type API name cannot be empty or contain spaces");
+            errors.spanned(
+                lit,
+                "an object type API name cannot be empty or contain spaces",
+            );
         } else if types.iter().any(|t| t.value() == name) {
             errors.spanned(lit, format!("object type `{name}` is listed twice"));
         } else {

@@ -64,7 +64,7 @@ pub(crate) fn check(
                  the function edits",
             );
         }
-        if let Some(span) = returns_edits {
+        if let (Some(span), false) = (returns_edits, args.edits_written) {
             errors.at(
                 span,
                 format!(
@@ -87,10 +87,7 @@ pub(crate) fn check(
         );
     }
     if args.streaming {
-        errors.spanned(
-            key,
-            "ontology edits cannot be streamed: remove `streaming`",
-        );
+        errors.spanned(key, "ontology edits cannot be streamed: remove `streaming`");
     }
 
     let (file_shown, path, span) = match &args.ontology_metadata {
@@ -246,19 +243,18 @@ fn source_dir(span: Span) -> Option<PathBuf> {
 fn read_object_types(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            format!("`{}` does not exist; {GENERATE}", path.display())
+            format!("it does not exist; {GENERATE}")
         } else {
-            format!("`{}` cannot be read: {e}", path.display())
+            format!("it cannot be read: {e}")
         }
     })?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("`{}` is not JSON: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("it is not JSON: {e}"))?;
     let Some(types) = value.get("objectTypes").and_then(|t| t.as_object()) else {
         let python = value.get("apiNameToTypeId").is_some();
         return Err(format!(
-            "`{}` has no `objectTypes` (the primary key, property and link ids edits need){}; \
+            "it has no `objectTypes` (the primary key, property and link ids edits need){}; \
              {GENERATE}",
-            path.display(),
             if python {
                 ": it looks like the Python SDK's file, which has only `apiNameToTypeId`"
             } else {
@@ -270,8 +266,7 @@ fn read_object_types(path: &Path) -> Result<Vec<String>, String> {
         for field in ["typeId", "primaryKey"] {
             if t.get(field).and_then(|v| v.as_str()).is_none() {
                 return Err(format!(
-                    "`{}`: object type `{name}` has no string `{field}`; {GENERATE}",
-                    path.display()
+                    "its object type `{name}` has no string `{field}`; {GENERATE}"
                 ));
             }
         }

@@ -216,10 +216,9 @@ impl OntologyEdits {
             out.push(match edit {
                 Edit::AddObject(c) => union("addObject", object_change(c, metadata)?),
                 Edit::ModifyObject(c) => union("modifyObject", object_change(c, metadata)?),
-                Edit::DeleteObject(l) => union(
-                    "deleteObject",
-                    json!({"locator": locator(l, metadata)?.1}),
-                ),
+                Edit::DeleteObject(l) => {
+                    union("deleteObject", json!({"locator": locator(l, metadata)?.1}))
+                }
                 Edit::AddLink(c) => union("addLink", link_change(c, metadata)?),
                 Edit::RemoveLink(c) => union("removeLink", link_change(c, metadata)?),
             });
@@ -338,7 +337,10 @@ fn locator<'m>(
     Ok((t, json!({"typeId": t.type_id, "primaryKey": key})))
 }
 
-fn object_change(c: &ObjectChange, metadata: &OntologyMetadata) -> Result<Value, OntologyEditsError> {
+fn object_change(
+    c: &ObjectChange,
+    metadata: &OntologyMetadata,
+) -> Result<Value, OntologyEditsError> {
     let (t, loc) = locator(&c.locator, metadata)?;
     let mut values = Map::with_capacity(c.properties.len());
     for (name, value) in &c.properties {
@@ -348,7 +350,7 @@ fn object_change(c: &ObjectChange, metadata: &OntologyMetadata) -> Result<Value,
             .ok_or_else(|| OntologyEditsError::UnknownProperty {
                 object_type: c.locator.object_type.clone(),
                 property: name.clone(),
-                known: t.properties.keys().cloned().collect::<Vec<_>>().join(", "),
+                known: keys(&t.properties),
             })?;
         values.insert(id.clone(), value.clone());
     }
@@ -358,14 +360,15 @@ fn object_change(c: &ObjectChange, metadata: &OntologyMetadata) -> Result<Value,
 fn link_change(c: &LinkChange, metadata: &OntologyMetadata) -> Result<Value, OntologyEditsError> {
     let (source_type, source) = locator(&c.source, metadata)?;
     let (_, target) = locator(&c.target, metadata)?;
-    let relation = source_type
-        .links
-        .get(&c.link_type)
-        .ok_or_else(|| OntologyEditsError::UnknownLink {
-            object_type: c.source.object_type.clone(),
-            link: c.link_type.clone(),
-            known: keys(&source_type.links),
-        })?;
+    let relation =
+        source_type
+            .links
+            .get(&c.link_type)
+            .ok_or_else(|| OntologyEditsError::UnknownLink {
+                object_type: c.source.object_type.clone(),
+                link: c.link_type.clone(),
+                known: keys(&source_type.links),
+            })?;
     Ok(json!({"locator": {
         "relationId": relation,
         "sourceObjectLocator": source,

@@ -137,7 +137,10 @@ impl OntologyMetadata {
         link_type_rids: &[String],
     ) -> Result<Self, OntologyMetadataError> {
         let api = client.api_url().map_err(FoundryError::from)?;
-        let stack = api.strip_suffix("/api").unwrap_or(api).trim_end_matches('/');
+        let stack = api
+            .strip_suffix("/api")
+            .unwrap_or(api)
+            .trim_end_matches('/');
         let answer: Value = client
             .post_json(
                 format!("{stack}{BULK_LOAD_PATH}"),
@@ -189,10 +192,14 @@ impl OntologyMetadata {
                 properties.insert(name, id);
             }
             let primary_key = primary_key.ok_or_else(|| {
-                bad(format!("names a primary key of {ctx} that is not one of its properties"))
+                bad(format!(
+                    "names a primary key of {ctx} that is not one of its properties"
+                ))
             })?;
             if metadata.object_types.contains_key(&api_name) {
-                return Err(bad(format!("has two object types with API name `{api_name}`")));
+                return Err(bad(format!(
+                    "has two object types with API name `{api_name}`"
+                )));
             }
             by_rid.insert(rid.clone(), api_name.clone());
             metadata

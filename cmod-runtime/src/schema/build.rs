@@ -6,8 +6,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value};
 
 use super::convert::{Converter, Problem};
-use crate::ontology::EditsSpec;
 use super::{DataType, FunctionInput, FunctionOutput, FunctionSchema, Position, SchemaError};
+use crate::ontology::EditsSpec;
 
 /// What the macro knows about a function, for its schema and for error messages.
 #[derive(Debug)]

@@ -29,7 +29,9 @@ pub enum RelocateError {
 )]
 fn hire(employee_id: i64, name: String, title: Option<String>, office_id: String) -> OntologyEdits {
     let mut edits = OntologyEdits::new();
-    let employee = edits.add_object("Employee", employee_id).set("fullName", name);
+    let employee = edits
+        .add_object("Employee", employee_id)
+        .set("fullName", name);
     if let Some(title) = title {
         employee.set("title", title);
     }
@@ -52,9 +54,15 @@ fn relocate(
         return Err(RelocateError::SameOffice(employee_id, to_office));
     }
     let mut edits = OntologyEdits::new();
-    edits.modify_object("Employee", employee_id).set("title", title);
     edits
-        .remove_link("offices", ("Employee", employee_id), ("Office", from_office))
+        .modify_object("Employee", employee_id)
+        .set("title", title);
+    edits
+        .remove_link(
+            "offices",
+            ("Employee", employee_id),
+            ("Office", from_office),
+        )
         .add_link("offices", ("Employee", employee_id), ("Office", to_office));
     Ok(edits)
 }

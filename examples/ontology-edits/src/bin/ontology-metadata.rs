@@ -125,7 +125,10 @@ async fn main() -> ExitCode {
         }
     };
     if let Err(e) = std::fs::write(&args.out, metadata.to_json()) {
-        eprintln!("ontology-metadata: cannot write `{}`: {e}", args.out.display());
+        eprintln!(
+            "ontology-metadata: cannot write `{}`: {e}",
+            args.out.display()
+        );
         return ExitCode::FAILURE;
     }
     println!(
