@@ -148,11 +148,13 @@ pub(crate) fn generate(
 
     let body = match &output.shape {
         Shape::Value => {
-            let encode_ok = match edits {
-                Some(_) => quote_spanned!(ret_span=> #p::encode_edits(&__cmod_ok, &__CMOD_EDITS)),
-                None => quote_spanned!(ret_span=> #p::encode_value(&__cmod_ok)),
+            // How the success value `__cmod_ok` / `__cmod_ret` is encoded.
+            let encode_of = |value: TokenStream| match edits {
+                Some(_) => quote_spanned!(ret_span=> #p::encode_edits(&#value, &__CMOD_EDITS)),
+                None => quote_spanned!(ret_span=> #p::encode_value(&#value)),
             };
             let encode = if output.fallible {
+                let encode_ok = encode_of(quote_spanned!(ret_span=> __cmod_ok));
                 quote_spanned! {ret_span=>
                     match #p::into_result(__cmod_ret) {
                         ::core::result::Result::Ok(__cmod_ok) => #encode_ok,
@@ -162,12 +164,7 @@ pub(crate) fn generate(
                     }
                 }
             } else {
-                quote_spanned! {ret_span=>
-                    {
-                        let __cmod_ok = __cmod_ret;
-                        #encode_ok
-                    }
-                }
+                encode_of(quote_spanned!(ret_span=> __cmod_ret))
             };
             if is_async {
                 quote! {
