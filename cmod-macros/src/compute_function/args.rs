@@ -323,6 +323,25 @@ mod tests {
     }
 
     #[test]
+    fn edits_are_parsed_and_validated() {
+        let mut errors = Errors::default();
+        let args = Args::parse(
+            quote!(edits = ["Employee", "Office"], ontology_metadata = "m.json"),
+            &mut errors,
+        );
+        assert!(errors.finish().is_ok());
+        let (_, types) = args.edits.unwrap();
+        let names: Vec<String> = types.iter().map(LitStr::value).collect();
+        assert_eq!(names, ["Employee", "Office"]);
+        assert_eq!(args.ontology_metadata.unwrap().value(), "m.json");
+
+        let mut errors = Errors::default();
+        let args = Args::parse(quote!(edits = ["A", "A", 2, ""]), &mut errors);
+        assert!(args.edits.is_none() && args.edits_written);
+        assert_eq!(errors.len(), 3);
+    }
+
+    #[test]
     fn every_problem_is_reported() {
         let mut errors = Errors::default();
         let args = Args::parse(

@@ -273,3 +273,85 @@ fn read_object_types(path: &Path) -> Result<Vec<String>, String> {
     }
     Ok(types.keys().cloned().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compute_function::signature::analyze;
+    use syn::parse_quote;
+
+    /// Whether the output is edits, and how many errors the return type gets.
+    fn classify(sig: syn::Signature) -> (bool, usize) {
+        let mut errors = Errors::default();
+        let analysis = analyze(&sig, false, &mut errors).expect("a valid signature");
+        let top = edits_output(&analysis.output, &mut errors).is_some();
+        (top, errors.len())
+    }
+
+    #[test]
+    fn only_the_whole_output_can_be_edits() {
+        assert_eq!(classify(parse_quote!(fn f() -> OntologyEdits)), (true, 0));
+        assert_eq!(
+            classify(parse_quote!(fn f() -> cmod_runtime::OntologyEdits)),
+            (true, 0)
+        );
+        assert_eq!(
+            classify(parse_quote!(fn f() -> Result<OntologyEdits, E>)),
+            (true, 0)
+        );
+        assert_eq!(classify(parse_quote!(fn f() -> i64)), (false, 0));
+        assert_eq!(
+            classify(parse_quote!(fn f() -> Vec<OntologyEdits>)),
+            (false, 1)
+        );
+        assert_eq!(
+            classify(parse_quote!(fn f() -> Result<Option<OntologyEdits>, E>)),
+            (false, 1)
+        );
+        assert_eq!(
+            classify(parse_quote!(fn f() -> impl Iterator<Item = OntologyEdits>)),
+            (false, 1)
+        );
+    }
+
+    #[test]
+    fn metadata_files_are_checked() {
+        let dir = std::env::temp_dir().join(format!("cmod-macros-edits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let good = write(
+            "good.json",
+            r#"{"objectTypes": {"B": {"typeId": "b", "primaryKey": "id"},
+                               "A": {"typeId": "a", "primaryKey": "id"}}}"#,
+        );
+        assert_eq!(read_object_types(&good).unwrap(), ["A", "B"]);
+        let python = write("python.json", r#"{"apiNameToTypeId": {"A": "a"}}"#);
+        assert!(
+            read_object_types(&python)
+                .unwrap_err()
+                .contains("Python SDK's file")
+        );
+        let no_key = write("nokey.json", r#"{"objectTypes": {"A": {"typeId": "a"}}}"#);
+        assert!(
+            read_object_types(&no_key)
+                .unwrap_err()
+                .contains("object type `A` has no string `primaryKey`")
+        );
+        let not_json = write("bad.json", "{");
+        assert!(
+            read_object_types(&not_json)
+                .unwrap_err()
+                .starts_with("it is not JSON")
+        );
+        assert!(
+            read_object_types(&dir.join("absent.json"))
+                .unwrap_err()
+                .starts_with("it does not exist")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -20,4 +20,10 @@ fn python_file() -> OntologyEdits {
     OntologyEdits::new()
 }
 
+// Without `ontology_metadata`, the file is `ontology_metadata_config.json` in the crate root.
+#[compute_function(edits = ["Employee"])]
+fn default_file() -> OntologyEdits {
+    OntologyEdits::new()
+}
+
 fn main() {}
