@@ -33,6 +33,7 @@ use syn::{Attribute, Item, LitStr, Meta};
 mod args;
 mod checks;
 mod codegen;
+mod edits;
 mod signature;
 
 use crate::common::{Errors, item_with_errors, str_lit};
@@ -81,6 +82,12 @@ fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             wire_names.push(wire);
         }
     }
+    let edits = edits::check(
+        &func,
+        &args,
+        analysis.as_ref().map(|a| &a.output),
+        &mut errors,
+    );
     errors.finish()?;
     let Some(analysis) = analysis else {
         // `analyze` returns `None` only after recording an error.
@@ -88,7 +95,13 @@ fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     };
 
     let mut out = func.to_token_stream();
-    out.extend(codegen::generate(&func, &args, &analysis, &wire_names));
+    out.extend(codegen::generate(
+        &func,
+        &args,
+        &analysis,
+        &wire_names,
+        edits.as_ref(),
+    ));
     Ok(out)
 }
 

@@ -87,6 +87,7 @@ pub mod foundry;
 mod functions;
 pub mod logging;
 mod modules;
+mod ontology;
 pub mod pipeline;
 mod run;
 pub mod schema;
@@ -115,6 +116,10 @@ pub use functions::{
     JobFuture, JobInput, Output, Registry, RegistryBuilder, RegistryError,
 };
 pub use modules::{ModuleCallError, Modules, ResultStream};
+pub use ontology::{
+    ObjectEdit, ObjectTypeMetadata, OntologyEdits, OntologyEditsError, OntologyMetadata,
+    OntologyMetadataError,
+};
 pub use pipeline::{
     DatasetInput, DatasetOutput, MediaSetInput, MediaSetOutput, StreamInput, StreamOutput,
 };

@@ -25,6 +25,8 @@ pub use crate::functions::call::{
     ViaNotMap, ViaNotSend, ViaSend, assert_input, assert_map_key, assert_map_key_of,
     async_compute_function_must_return_a_send_future,
 };
+// `#[compute_function(edits = [...])]`: ontology edits (see `ontology/`).
+pub use crate::ontology::{EditsOutput, EditsSpec, encode_edits};
 // `#[compute_function]`: schemas (see `schema/build.rs`).
 pub use crate::schema::build::{FunctionSpec, InputSpec, function_schema, schema_of};
 pub use crate::schema::{FunctionSchema, SchemaError};

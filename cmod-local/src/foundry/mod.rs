@@ -10,6 +10,7 @@
 //! | `GET|POST /local-sources/{apiName}/{*path}` | an echo server standing in for a REST source; checks the source's auth headers |
 //! | `POST /contour-backend-multiplexer/api/module-group-multiplexer/compute-modules/jobs/execute` | the execute API: runs a function of a registered local module (`execute.rs`) |
 //! | `POST /contour-backend-multiplexer/scratch/api/v1/…` | Scratch cache and lock, `Authorization: <SCRATCH_TOKEN>` (`scratch.rs`) |
+//! | `POST /ontology-metadata/api/ontology/ontology/bulkLoadEntities` | object and link types from `<data dir>/ontology/entities.json` (`ontology.rs`) |
 //!
 //! Every endpoint except the token endpoint checks `Authorization: Bearer <token>` through
 //! `FoundryState::authorize`; errors use Foundry's JSON error shape
@@ -28,6 +29,7 @@ mod datasets;
 mod execute;
 mod media;
 mod oauth;
+mod ontology;
 mod pipeline_env;
 mod scratch;
 mod store;
@@ -705,6 +707,7 @@ pub(crate) fn router(state: Arc<FoundryState>) -> Router {
         .merge(media::routes())
         .merge(execute::routes())
         .merge(scratch::routes())
+        .merge(ontology::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             api_middleware,

@@ -1,4 +1,5 @@
-//! The attribute's arguments: `name = "…"`, `rename_all = "…"`, `streaming`, `crate = "…"`.
+//! The attribute's arguments: `name = "…"`, `rename_all = "…"`, `streaming`,
+//! `edits = ["…", …]`, `ontology_metadata = "…"`, `crate = "…"`.
 
 use proc_macro2::TokenStream;
 use syn::spanned::Spanned;
@@ -9,7 +10,8 @@ use crate::common::{Errors, parse_metas, str_lit};
 /// The longest wire name accepted.
 const MAX_NAME_LEN: usize = 128;
 
-const EXPECTED: &str = "expected one of: `name`, `rename_all`, `streaming`, `crate`";
+const EXPECTED: &str =
+    "expected one of: `name`, `rename_all`, `streaming`, `edits`, `ontology_metadata`, `crate`";
 
 /// Parsed `#[compute_function(…)]` arguments.
 #[derive(Default)]
@@ -22,6 +24,13 @@ pub(crate) struct Args {
     pub(crate) streaming: bool,
     /// `crate = "…"`: the path to `cmod_runtime`.
     pub(crate) krate: Option<syn::Path>,
+    /// `edits = ["Employee", …]`: the object types whose edits the function returns, and the
+    /// `edits` key (for errors about the argument as a whole).
+    pub(crate) edits: Option<(syn::Path, Vec<LitStr>)>,
+    /// `ontology_metadata = "…"`: the metadata file, relative to the source file.
+    pub(crate) ontology_metadata: Option<LitStr>,
+    /// Whether `edits` was written (also when its value was invalid).
+    pub(crate) edits_written: bool,
 }
 
 impl Args {
@@ -87,6 +96,22 @@ impl Args {
                         "`streaming` takes no value; write `#[compute_function(streaming)]`",
                     ),
                 },
+                "edits" => {
+                    args.edits_written = true;
+                    if let Some(types) = edits_value(&meta, errors) {
+                        args.edits = Some((meta.path().clone(), types));
+                    }
+                }
+                "ontology_metadata" => {
+                    if let Some(lit) = string_value(
+                        &meta,
+                        "ontology_metadata",
+                        "../ontology_metadata_config.json",
+                        errors,
+                    ) {
+                        args.ontology_metadata = Some(lit);
+                    }
+                }
                 "crate" => {
                     if let Some(lit) = string_value(&meta, "crate", "::cmod_runtime", errors) {
                         match lit.parse::<syn::Path>() {
@@ -110,6 +135,48 @@ impl Args {
         }
         args
     }
+}
+
+/// The object types of `edits = ["A", "B"]`: a non-empty list of distinct, non-empty string
+/// literals (every problem recorded in `errors`).
+fn edits_value(meta: &Meta, errors: &mut Errors) -> Option<Vec<LitStr>> {
+    const HOW: &str = "`edits` lists the API names of the object types the function edits: \
+                       `edits = [\"Employee\"]`";
+    let Meta::NameValue(nv) = meta else {
+        errors.at(meta.span(), HOW);
+        return None;
+    };
+    let syn::Expr::Array(array) = &nv.value else {
+        errors.spanned(&nv.value, HOW);
+        return None;
+    };
+    if array.elems.is_empty() {
+        errors.spanned(
+            &nv.value,
+            format!("`edits` must name at least one object type; {HOW}"),
+        );
+        return None;
+    }
+    let before = errors.len();
+    let mut types: Vec<LitStr> = Vec::new();
+    for elem in &array.elems {
+        let Some(lit) = str_lit(elem) else {
+            errors.spanned(elem, format!("expected a string literal; {HOW}"));
+            continue;
+        };
+        let name = lit.value();
+        if name.trim().is_empty() || name.chars().any(char::is_whitespace) {
+            errors.spanned(
+                lit,
+                "an object type API name cannot be empty or contain spaces",
+            );
+        } else if types.iter().any(|t| t.value() == name) {
+            errors.spanned(lit, format!("object type `{name}` is listed twice"));
+        } else {
+            types.push(lit.clone());
+        }
+    }
+    (errors.len() == before).then_some(types)
 }
 
 /// The string literal of `key = "…"`, or an error saying how to write it.
@@ -253,6 +320,25 @@ mod tests {
         for bad in ["", "a b", "1a", "tab\t", "é", &"a".repeat(129)] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn edits_are_parsed_and_validated() {
+        let mut errors = Errors::default();
+        let args = Args::parse(
+            quote!(edits = ["Employee", "Office"], ontology_metadata = "m.json"),
+            &mut errors,
+        );
+        assert!(errors.finish().is_ok());
+        let (_, types) = args.edits.unwrap();
+        let names: Vec<String> = types.iter().map(LitStr::value).collect();
+        assert_eq!(names, ["Employee", "Office"]);
+        assert_eq!(args.ontology_metadata.unwrap().value(), "m.json");
+
+        let mut errors = Errors::default();
+        let args = Args::parse(quote!(edits = ["A", "A", 2, ""]), &mut errors);
+        assert!(args.edits.is_none() && args.edits_written);
+        assert_eq!(errors.len(), 3);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use syn::{ItemFn, Type};
 
 use super::args::Args;
 use super::checks;
+use super::edits::Edits;
 use super::signature::{Analysis, Item, Param, Shape};
 use super::{doc_comment, type_string};
 use crate::common::{compact, default_crate, hidden_def_module, private_path, return_span};
@@ -18,6 +19,7 @@ pub(crate) fn generate(
     args: &Args,
     analysis: &Analysis,
     wire_names: &[String],
+    edits: Option<&Edits>,
 ) -> TokenStream {
     let krate = args.krate.clone().unwrap_or_else(default_crate);
     let p = private_path(&krate);
@@ -146,17 +148,23 @@ pub(crate) fn generate(
 
     let body = match &output.shape {
         Shape::Value => {
+            // How the success value `__cmod_ok` / `__cmod_ret` is encoded.
+            let encode_of = |value: TokenStream| match edits {
+                Some(_) => quote_spanned!(ret_span=> #p::encode_edits(&#value, &__CMOD_EDITS)),
+                None => quote_spanned!(ret_span=> #p::encode_value(&#value)),
+            };
             let encode = if output.fallible {
+                let encode_ok = encode_of(quote_spanned!(ret_span=> __cmod_ok));
                 quote_spanned! {ret_span=>
                     match #p::into_result(__cmod_ret) {
-                        ::core::result::Result::Ok(__cmod_ok) => #p::encode_value(&__cmod_ok),
+                        ::core::result::Result::Ok(__cmod_ok) => #encode_ok,
                         ::core::result::Result::Err(__cmod_err) => {
                             ::core::result::Result::Err(#function_error)
                         }
                     }
                 }
             } else {
-                quote_spanned!(ret_span=> #p::encode_value(&__cmod_ret))
+                encode_of(quote_spanned!(ret_span=> __cmod_ret))
             };
             if is_async {
                 quote! {
@@ -209,6 +217,8 @@ pub(crate) fn generate(
     };
 
     let output_schema = match &output.shape {
+        // The edits' schema comes from `__CMOD_EDITS`.
+        Shape::Value if edits.is_some() => quote!(#p::schema_of::<()>),
         Shape::Value => quote_spanned!(ret_span=> #p::schema_of::<#ok_ty>),
         Shape::Iter(item) | Shape::Stream(item) => {
             let item_ok = item_ok_type(&p, item);
@@ -227,6 +237,13 @@ pub(crate) fn generate(
         None => quote!(::core::option::Option::None),
     };
     let output_type = type_string(ret_ty);
+    let (edits_static, edits_ref) = match edits {
+        Some(e) => (
+            e.spec(&p, &wire_name),
+            quote!(::core::option::Option::Some(&__CMOD_EDITS)),
+        ),
+        None => (quote!(), quote!(::core::option::Option::None)),
+    };
 
     let hidden_mod = hidden_def_module(
         vis,
@@ -266,7 +283,10 @@ pub(crate) fn generate(
                 output_type: #output_type,
                 streaming: #streaming,
                 description: #description,
+                edits: #edits_ref,
             };
+
+            #edits_static
 
             fn __cmod_schema() -> ::core::result::Result<#p::FunctionSchema, #p::SchemaError> {
                 #[allow(unused_imports)]

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::convert::{Converter, Problem};
 use super::{DataType, FunctionInput, FunctionOutput, FunctionSchema, Position, SchemaError};
+use crate::ontology::EditsSpec;
 
 /// What the macro knows about a function, for its schema and for error messages.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub struct FunctionSpec {
     pub streaming: bool,
     /// The function's doc comment.
     pub description: Option<&'static str>,
+    /// `#[compute_function(edits = [...])]`: the output is ontology edits.
+    pub edits: Option<&'static EditsSpec>,
 }
 
 /// One input: its wire name and its Rust type as written.
@@ -97,7 +100,18 @@ pub fn function_schema<I: JsonSchema>(
         SchemaError::unsupported(spec, Position::Output, spec.output_type, p.path, p.reason)
     };
     let mut converter = Converter::new(generator.definitions(), "output");
-    let data_type = if spec.streaming {
+    let mut ontology_provenance = None;
+    let data_type = if let Some(edits) = spec.edits {
+        // `OntologyEdits` is a list of edits: declared as the Python SDK declares
+        // `list[OntologyEdit]` (docs/protocol.md §4.6).
+        ontology_provenance = Some(edits.provenance().map_err(|reason| {
+            unsupported(Problem {
+                path: String::new(),
+                reason,
+            })
+        })?);
+        DataType::List(Box::new(DataType::OntologyEdit))
+    } else if spec.streaming {
         DataType::List(Box::new(converter.convert(&out).map_err(unsupported)?))
     } else if is_unit(&out) {
         // `()` (also `Result<(), E>`): posted as `null`, declared as the Python SDK declares
@@ -119,7 +133,7 @@ pub fn function_schema<I: JsonSchema>(
                 .filter(|d| !d.is_empty())
                 .map(str::to_owned),
         },
-        ontology_provenance: None,
+        ontology_provenance,
     })
 }
 
@@ -186,6 +200,7 @@ pub(crate) mod capture {
                         output_type: spec.output_type,
                         streaming: spec.streaming,
                         description: spec.description,
+                        edits: spec.edits,
                     },
                     input_root: input_root.clone(),
                     output: output.clone(),

@@ -41,7 +41,9 @@ pub struct FunctionSchema {
     pub inputs: Vec<FunctionInput>,
     /// The function's output.
     pub output: FunctionOutput,
-    /// Always `null`: cmod functions make no ontology edits.
+    /// `null`, except for functions that return ontology edits:
+    /// `{"editedObjects": {typeId: {}}, "editedLinks": {}}` with the object types they declare
+    /// (`#[compute_function(edits = [...])]`).
     pub ontology_provenance: Option<serde_json::Value>,
 }
 
@@ -144,6 +146,9 @@ pub enum DataType {
     Optional(Box<DataType>),
     /// `anonymousCustomType`: a struct.
     AnonymousCustomType(CustomType),
+    /// `ontologyEdit` (output only): one ontology edit. Functions returning
+    /// [`OntologyEdits`](crate::OntologyEdits) declare `list<ontologyEdit>`.
+    OntologyEdit,
 }
 
 impl DataType {
@@ -167,6 +172,7 @@ impl DataType {
             DataType::Map { .. } => "map",
             DataType::Optional(_) => "optionalType",
             DataType::AnonymousCustomType(_) => "anonymousCustomType",
+            DataType::OntologyEdit => "ontologyEdit",
         }
     }
 }

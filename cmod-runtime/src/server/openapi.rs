@@ -664,6 +664,7 @@ mod tests {
             output_type: "i64",
             streaming: false,
             description: None,
+            edits: None,
         };
 
         fn schema() -> Result<FunctionSchema, SchemaError> {
@@ -706,6 +707,7 @@ mod tests {
                 output_type: "i64",
                 streaming: false,
                 description: None,
+                edits: None,
             },
             input_root: json!({"type": "object", "properties": {"v": {"type": ["string", "integer"]}}}),
             output: json!({"type": "integer", "format": "int64"}),
