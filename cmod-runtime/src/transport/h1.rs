@@ -427,3 +427,116 @@ where
     use futures_util::TryStreamExt as _;
     http_body_util::StreamBody::new(stream.map_ok(hyper::body::Frame::data)).boxed_unsync()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::transport::{Trust, tls_config};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A plain-HTTP server answering `ok` to each request; with `one_per_connection` it closes
+    /// the connection shortly after each answer **without** saying so (`Connection: close`), as
+    /// a server does when its keep-alive timeout ends. Returns its origin and the connection count.
+    async fn server(one_per_connection: bool) -> (Origin, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 1024];
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if tcp.write_all(answer).await.is_err() {
+                                return;
+                            }
+                            if one_per_connection {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        (Origin::of(&url).unwrap(), accepted)
+    }
+
+    fn client(origin: &Origin) -> H1Client {
+        let tls = tls_config(Trust::Only(&[]), None).unwrap();
+        H1Client::new(
+            tls,
+            [origin.clone()],
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            4,
+        )
+        .unwrap()
+    }
+
+    async fn get(client: &H1Client, origin: &Origin) -> Bytes {
+        let mut request = Request::new(full(Bytes::new()));
+        *request.uri_mut() = "/job".parse().unwrap();
+        let response = tokio::time::timeout(WAIT, client.send(origin, request))
+            .await
+            .unwrap()
+            .unwrap();
+        read_body(response.into_body(), WAIT).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn sequential_requests_share_one_keep_alive_connection() {
+        let (origin, accepted) = server(false).await;
+        let client = client(&origin);
+        for _ in 0..5 {
+            assert_eq!(get(&client, &origin).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_while_idle_is_replaced_without_an_error() {
+        let (origin, accepted) = server(true).await;
+        let client = client(&origin);
+        for _ in 0..3 {
+            assert_eq!(get(&client, &origin).await, "ok");
+            // Longer than the server keeps the connection after answering.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error_naming_the_origin() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let origin = Origin::of(&url).unwrap();
+        let client = client(&origin);
+        let mut request = Request::new(full(Bytes::new()));
+        *request.uri_mut() = "/job".parse().unwrap();
+        let err = client.send(&origin, request).await.unwrap_err();
+        assert!(err.is_connect(), "{err}");
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
+    }
+}
