@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 const QUICKSTART: &str = env!("CARGO_BIN_EXE_example-quickstart");
 const TYPED: &str = env!("CARGO_BIN_EXE_example-typed");
 const E2E: &str = env!("CARGO_BIN_EXE_e2e_module");
+const ONTOLOGY_EDITS: &str = env!("CARGO_BIN_EXE_example-ontology-edits");
 
 /// Every wait in this file is bounded by this.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -586,6 +587,14 @@ async fn the_openapi_documents_meet_foundrys_constraints() {
     let doc: Value =
         serde_json::from_str(&output(QUICKSTART, 4242, &["--print-openapi"]).await).unwrap();
     assert_eq!(doc["servers"], json!([{"url": "http://localhost:4242"}]));
+    // An edits function answers the edits' wire format: a list of objects.
+    let edits: Value = serde_json::to_value(check_document(ONTOLOGY_EDITS).await).unwrap();
+    let answer = &edits["paths"]["/hire"]["post"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(
+        answer,
+        &json!({"type": "array", "items": {"type": "object"}})
+    );
 }
 
 #[tokio::test]

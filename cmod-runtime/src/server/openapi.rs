@@ -18,6 +18,7 @@
 //! | `contentEncoding: base64` | `format: byte` |
 //! | `i8`/`i16`/`u8`/`u16`/`u32` formats | `int32`/`int64` with `minimum`/`maximum` |
 //! | `()` output (`null`) | `type: string, nullable: true` (Foundry's declared `string`) |
+//! | `OntologyEdits` output | `type: array` of `type: object` (the edits' wire format) |
 //!
 //! Anything else (data enums, untagged enums, `serde_json::Value`, tuples) is already refused by
 //! the Foundry schema built first; what still cannot be written fails with a [`SchemaError`]
@@ -130,7 +131,11 @@ fn operation(
     }
 
     let mut rewriter = Rewriter::new(&captured.output_defs, components, "output");
-    let output = if captured.output.get("type").and_then(Value::as_str) == Some("null") {
+    let output = if spec.edits.is_some() {
+        // `OntologyEdits`: the body is the edits' wire format, a list of `{"type": …}` objects
+        // (docs/protocol.md §4.6); its Rust type has no JSON Schema of its own.
+        Ok(json!({ "type": "array", "items": { "type": "object" } }))
+    } else if captured.output.get("type").and_then(Value::as_str) == Some("null") {
         // `()`: the body is `null`; Foundry's schema declares `string`, as the Python SDK does.
         Ok(json!({ "type": "string", "nullable": true }))
     } else {
