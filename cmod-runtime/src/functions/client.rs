@@ -20,8 +20,8 @@ use tokio::sync::oneshot;
 
 use crate::config::RuntimeConfig;
 use crate::functions::outcome::{ErrorKind, JobError, Output};
-use crate::transport::h1::{self, BodyError, H1Client, H1Error, Origin};
-use crate::transport::watchdog::{self, BufferedBody, Limits, Progress};
+use crate::transport::h1::{self, H1Client, H1Error, Origin};
+use crate::transport::watchdog::{self, BufferedBody, IncomingError, Limits, Progress, Stall};
 use crate::transport::{self, Trust};
 
 /// Header carrying the module auth token.
@@ -120,12 +120,12 @@ impl ClientError {
         }
     }
 
-    fn body(during: &'static str, e: BodyError) -> Self {
+    fn body(during: &'static str, e: IncomingError) -> Self {
         match e {
-            BodyError::Stalled(stall) => Self::stalled(during, stall),
-            BodyError::Http(message) => ClientError::Transport {
+            IncomingError::Stalled(idle) => Self::stalled(during, Stall::Download(idle)),
+            IncomingError::Transport(e) => ClientError::Transport {
                 during,
-                message,
+                message: H1Error::Http(e).to_string(),
                 connect: false,
             },
         }
@@ -436,7 +436,7 @@ impl RuntimeClient {
         match resp.status() {
             StatusCode::NO_CONTENT => Ok(Polled::Empty),
             StatusCode::OK => {
-                let body = h1::read_body(resp.into_body(), self.limits.idle)
+                let body = watchdog::read_incoming(resp.into_body(), self.limits.idle)
                     .await
                     .map_err(|e| ClientError::body(DURING, e))?;
                 if body.is_empty() {
@@ -493,7 +493,7 @@ impl RuntimeClient {
         if !status.is_success() {
             return Err(self.status_error(DURING, resp, status).await);
         }
-        let body = h1::read_body(resp.into_body(), self.limits.idle)
+        let body = watchdog::read_incoming(resp.into_body(), self.limits.idle)
             .await
             .map_err(|e| ClientError::body(DURING, e))?;
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -867,7 +867,7 @@ impl RuntimeClient {
         status: StatusCode,
     ) -> ClientError {
         // The body only explains the status: a stalled or broken one is left out.
-        let body = h1::read_body(resp.into_body(), self.limits.idle)
+        let body = watchdog::read_incoming(resp.into_body(), self.limits.idle)
             .await
             .unwrap_or_default();
         let mut text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();

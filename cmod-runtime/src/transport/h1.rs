@@ -34,8 +34,6 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::watchdog::Stall;
-
 /// A request body: empty, buffered or streamed; errors abort the request.
 pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -328,44 +326,6 @@ async fn tcp_connect(origin: &Origin) -> Result<TcpStream, String> {
     Err(last)
 }
 
-/// Why a response body could not be read.
-#[derive(Debug)]
-pub(crate) enum BodyError {
-    Stalled(Stall),
-    Http(String),
-}
-
-/// Reads a whole response body, each frame within `idle`.
-pub(crate) async fn read_body(body: Incoming, idle: Duration) -> Result<Bytes, BodyError> {
-    let mut body = body;
-    let mut first: Option<Bytes> = None;
-    let mut rest: Vec<u8> = Vec::new();
-    loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err(BodyError::Stalled(Stall::Download(idle))),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(BodyError::Http(describe(&e))),
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(chunk) = frame.into_data() else {
-            continue;
-        };
-        match &first {
-            None if rest.is_empty() => first = Some(chunk),
-            _ => {
-                if let Some(f) = first.take() {
-                    rest.extend_from_slice(&f);
-                }
-                rest.extend_from_slice(&chunk);
-            }
-        }
-    }
-    Ok(match first {
-        Some(only) => only,
-        None => Bytes::from(rest),
-    })
-}
-
 /// A connection, with or without TLS.
 enum Io {
     Plain(TcpStream),
@@ -497,7 +457,9 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        read_body(response.into_body(), WAIT).await.unwrap()
+        crate::transport::watchdog::read_incoming(response.into_body(), WAIT)
+            .await
+            .unwrap()
     }
 
     #[tokio::test]

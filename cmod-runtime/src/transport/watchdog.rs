@@ -432,29 +432,44 @@ pub(crate) fn limit_var(
     }
 }
 
-/// Reads a whole request body received by server mode's HTTP server, each frame within
-/// `idle` (the same idle rule as every response body: a client that keeps sending is never cut off).
+/// Reads a whole body — a request body in server mode, a response body in the runtime client —
+/// each frame within `idle`: a peer that keeps sending is never cut off. A body of one frame is
+/// returned as it came (no copy).
 pub(crate) async fn read_incoming(
     mut body: hyper::body::Incoming,
     idle: Duration,
 ) -> Result<Bytes, IncomingError> {
     use http_body_util::BodyExt as _;
-    let mut data = Vec::new();
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
     loop {
-        match tokio::time::timeout(idle, body.frame()).await {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(IncomingError::Stalled(idle)),
-            Ok(None) => return Ok(Bytes::from(data)),
+            Ok(None) => break,
             Ok(Some(Err(e))) => return Err(IncomingError::Transport(e)),
-            Ok(Some(Ok(frame))) => {
-                if let Ok(chunk) = frame.into_data() {
-                    data.extend_from_slice(&chunk);
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        match &first {
+            None if rest.is_empty() => first = Some(chunk),
+            _ => {
+                if let Some(f) = first.take() {
+                    rest.extend_from_slice(&f);
                 }
+                rest.extend_from_slice(&chunk);
             }
         }
     }
+    Ok(match first {
+        Some(only) => only,
+        None => Bytes::from(rest),
+    })
 }
 
-/// Why a request body could not be read.
+/// Why a body could not be read (the messages speak of a request body: server mode shows them;
+/// the runtime client turns them into its own errors).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum IncomingError {
     #[error("the request body made no progress for {0:?}")]
