@@ -18,7 +18,14 @@ pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
         "request failed"
     }
     .to_owned();
-    let mut source = std::error::Error::source(e);
+    push_causes(&mut out, e);
+    out
+}
+
+/// Appends the causes of `e` to `out`, each as `: cause`, leaving out a cause whose text `out`
+/// already contains.
+pub(crate) fn push_causes(out: &mut String, e: &dyn std::error::Error) {
+    let mut source = e.source();
     while let Some(s) = source {
         let text = s.to_string();
         if !out.contains(&text) {
@@ -27,7 +34,6 @@ pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
         }
         source = s.source();
     }
-    out
 }
 
 /// A failed [`super::watchdog::send_tracked`], described without the URL.

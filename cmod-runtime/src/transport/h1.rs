@@ -61,15 +61,7 @@ impl H1Error {
 /// A hyper error with its causes (never a URL: hyper's errors carry none).
 fn describe(e: &hyper::Error) -> String {
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
+    super::describe::push_causes(&mut text, e);
     text
 }
 
