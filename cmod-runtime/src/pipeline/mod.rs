@@ -140,6 +140,8 @@ mod media;
 mod reader;
 mod replica;
 mod stream;
+#[cfg(feature = "tables")]
+mod table;
 
 #[cfg(feature = "local")]
 pub(crate) mod local;
@@ -154,7 +156,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
 pub use aliases::{DEFAULT_BRANCH, RESOURCE_ALIAS_MAP_VAR, Resource, ResourceAliasMap};
-pub use dataset::{DatasetInput, DatasetOutput, FileInfo, FileWriter};
+pub use dataset::{DatasetInput, DatasetOutput, FileInfo, FileWriter, TransactionType};
 pub use error::{PipelineError, ResourceKind, ResourceRef};
 pub use follow::{Follow, FollowOptions, StartPosition};
 pub use media::{MediaSetInput, MediaSetOutput};
@@ -162,6 +164,11 @@ pub use reader::FileReader;
 pub(crate) use replica::run_replica;
 pub use replica::{AFTER_SUCCESS_VAR, AfterSuccess};
 pub use stream::{Record, RecordCursor, StreamInput, StreamOutput};
+#[cfg(feature = "tables")]
+pub use table::{
+    DECIMAL_PRECISION, DECIMAL_SCALE, DEFAULT_BATCH_ROWS, DatasetSchema, FieldSchema, FieldType,
+    TableRead, TableWriteOptions, TableWriter, TableWritten, table_schema,
+};
 
 use crate::auth::{AuthError, Credentials, PipelineToken};
 use crate::config::{ConfigError, Problem};
@@ -200,6 +207,9 @@ pub struct PipelineDef {
     /// `after_success = "…"` of the attribute: what the process does once the pipeline
     /// succeeded (`None`: the default of the environment; see [`AfterSuccess`]).
     pub after_success: Option<AfterSuccess>,
+    /// `transaction(alias = "…")` of the attribute: the transaction type of each dataset output
+    /// named there (the others open `SNAPSHOT` transactions).
+    pub transactions: &'static [(&'static str, TransactionType)],
 }
 
 impl PipelineDef {
@@ -302,6 +312,7 @@ pub struct PipelineContext {
 
 struct ContextInner {
     pipeline: &'static str,
+    transactions: &'static [(&'static str, TransactionType)],
     api: Api,
     aliases: ResourceAliasMap,
     outputs: Mutex<Vec<Arc<dyn Finalize>>>,
@@ -319,16 +330,32 @@ impl fmt::Debug for PipelineContext {
 }
 
 impl PipelineContext {
-    fn new(pipeline: &'static str, client: FoundryClient, aliases: ResourceAliasMap) -> Self {
+    fn new(
+        pipeline: &'static str,
+        client: FoundryClient,
+        aliases: ResourceAliasMap,
+        transactions: &'static [(&'static str, TransactionType)],
+    ) -> Self {
         Self {
             inner: Arc::new(ContextInner {
                 pipeline,
+                transactions,
                 api: Api::new(client),
                 aliases,
                 outputs: Mutex::new(Vec::new()),
                 follow: follow::FollowControl::new(pipeline),
             }),
         }
+    }
+
+    /// The transaction type `#[pipeline(transaction(…))]` asks for an output alias.
+    pub(crate) fn transaction_type(&self, alias: &str) -> TransactionType {
+        self.inner
+            .transactions
+            .iter()
+            .find(|(a, _)| *a == alias)
+            .map(|(_, t)| *t)
+            .unwrap_or_default()
     }
 
     pub(crate) fn api(&self) -> &Api {
@@ -674,7 +701,7 @@ async fn run_with(
             );
         }
     }
-    let ctx = PipelineContext::new(def.name, client, aliases);
+    let ctx = PipelineContext::new(def.name, client, aliases, def.transactions);
     // A panic in the function (or while opening its handles) must not leave outputs open:
     // it is caught here and handled like an error.
     let run = AssertUnwindSafe(async { (def.run)(ctx.clone()).await }).catch_unwind();
