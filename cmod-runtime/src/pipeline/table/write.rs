@@ -271,42 +271,48 @@ impl<T: Serialize> TableWriter<T> {
         if self.buffered == 0 {
             return Ok(());
         }
+        let (encoded, roll) = self.encode_buffered()?;
+        if let (false, Some(file)) = (encoded.is_empty(), self.file.as_mut()) {
+            file.upload.write(encoded).await?;
+        }
+        if roll {
+            self.close_file().await?;
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of [`TableWriter::encode_batch`]: the bytes to upload, and whether
+    /// the file is full.
+    fn encode_buffered(&mut self) -> Result<(Vec<u8>, bool), PipelineError> {
         let batch = self.builder.to_record_batch().map_err(|e| {
             self.error(None, None, format!("cannot build a batch: {}", e.message()))
         })?;
         self.open_file()?;
         let rows = self.buffered;
         self.buffered = 0;
-        let row_group_bytes = self.options.row_group_bytes;
+        let resource = &self.output.state.resource;
         let Some(file) = self.file.as_mut() else {
-            return Ok(());
+            return Ok((Vec::new(), false));
         };
-        let parquet_err = |path: &str, e: parquet::errors::ParquetError| {
+        let parquet_err = |e: parquet::errors::ParquetError| {
             table_error(
-                &self.output.state.resource,
-                path,
+                resource,
+                &file.path,
                 None,
                 None,
                 format!("cannot encode Parquet: {e}"),
             )
         };
-        file.parquet
-            .write(&batch)
-            .map_err(|e| parquet_err(&file.path, e))?;
+        file.parquet.write(&batch).map_err(parquet_err)?;
+        if file.parquet.in_progress_size() >= self.options.row_group_bytes {
+            file.parquet.flush().map_err(parquet_err)?;
+        }
         file.rows += rows;
-        if file.parquet.in_progress_size() >= row_group_bytes {
-            file.parquet
-                .flush()
-                .map_err(|e| parquet_err(&file.path, e))?;
-        }
         let encoded = std::mem::take(file.parquet.inner_mut());
-        if !encoded.is_empty() {
-            file.upload.write(encoded).await?;
-        }
-        if file.parquet.bytes_written() >= self.options.file_bytes {
-            self.close_file().await?;
-        }
-        Ok(())
+        Ok((
+            encoded,
+            file.parquet.bytes_written() >= self.options.file_bytes,
+        ))
     }
 
     async fn close_file(&mut self) -> Result<(), PipelineError> {
@@ -351,36 +357,37 @@ impl<T: Serialize> TableWriter<T> {
             self.open_file()?;
         }
         self.close_file().await?;
-        self.put_schema().await?;
+        put_schema(&self.output, &self.derived.foundry).await?;
         Ok(TableWritten {
             rows: self.rows,
             files: std::mem::take(&mut self.written),
             schema: self.derived.foundry.clone(),
         })
     }
+}
 
-    async fn put_schema(&self) -> Result<(), PipelineError> {
-        let s = &self.output.state;
-        let path = format!("v2/datasets/{}/putSchema", encode_segment(&s.resource.rid));
-        let body = serde_json::json!({
-            "branchName": s.resource.branch,
-            "endTransactionRid": s.transaction_rid,
-            "dataframeReader": "PARQUET",
-            "schema": self.derived.foundry,
-        });
-        let req = s
-            .api
-            .request(Method::PUT, Service::ApiGateway, path)
-            .json(&body);
-        s.api
-            .send(
-                &s.resource,
-                || "writing the schema (putSchema)".to_owned(),
-                req,
-            )
-            .await?;
-        Ok(())
-    }
+/// `putSchema` of the output's dataset, in its transaction.
+async fn put_schema(output: &DatasetOutput, schema: &DatasetSchema) -> Result<(), PipelineError> {
+    let s = &output.state;
+    let path = format!("v2/datasets/{}/putSchema", encode_segment(&s.resource.rid));
+    let body = serde_json::json!({
+        "branchName": s.resource.branch,
+        "endTransactionRid": s.transaction_rid,
+        "dataframeReader": "PARQUET",
+        "schema": schema,
+    });
+    let req = s
+        .api
+        .request(Method::PUT, Service::ApiGateway, path)
+        .json(&body);
+    s.api
+        .send(
+            &s.resource,
+            || "writing the schema (putSchema)".to_owned(),
+            req,
+        )
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
