@@ -28,6 +28,7 @@ mod oauth;
 mod pipeline_env;
 mod store;
 mod streams;
+mod tables;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,8 +53,9 @@ use crate::tls::{LocalCa, TlsError};
 pub use oauth::{Principal, PrincipalKind, Scopes, TokenGrant};
 pub use pipeline_env::{PipelineResource, ResourceKind, default_rid, local_resources};
 pub use store::{
-    DataOptions, DataStore, FileEntry, MediaTransaction, Page, SEED_TRANSACTION_RID, StoreError,
-    Subscriber, SubscriberStart, Transaction, TransactionStatus, TransactionType,
+    DataOptions, DataStore, DataframeReader, DatasetSchema, FieldSchema, FieldType, FileEntry,
+    MediaTransaction, Page, SEED_TRANSACTION_RID, StoreError, StoredSchema, Subscriber,
+    SubscriberStart, Transaction, TransactionRange, TransactionStatus, TransactionType,
 };
 
 /// Why the local Foundry could not start.
