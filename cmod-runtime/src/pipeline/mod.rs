@@ -39,6 +39,10 @@
 //! (see [Lifecycle](#lifecycle), step 6; the `CMOD_PIPELINE_AFTER_SUCCESS` variable overrides
 //! it).
 //!
+//! `transaction(alias = "append", …)` (optional) chooses the transaction type of dataset
+//! outputs: each name is an `output` alias, each value `"snapshot"` (the default), `"append"` or
+//! `"update"` (any case); see [Dataset output transactions](#dataset-output-transactions).
+//!
 //! And, when `cmod_runtime` is renamed or re-exported, `crate = "…"` (optional, at most once):
 //! the path to it, as an absolute path like `"::my_cmod"` or `"crate::rt"`; the generated code
 //! then uses that path instead of `::cmod_runtime`, as with `#[compute_function]`.
@@ -93,12 +97,31 @@
 //! that names its branch must name the output's; one that does not (Foundry's `Transaction` has
 //! no branch field) must be the branch's current transaction
 //! (`GET /v2/datasets/{rid}/branches/{branch}`). An `OPEN` transaction of another branch is never
-//! written into; when the branch cannot be checked, none is reused. Otherwise the handle opens a `SNAPSHOT` transaction (the output's files become
-//! exactly the files written by this run) and commits it when the function returns `Ok`.
+//! written into; when the branch cannot be checked, none is reused. Otherwise the handle opens a
+//! transaction of the type `#[pipeline(transaction(…))]` asks for ([`TransactionType`]) and
+//! commits it when the function returns `Ok`:
+//!
+//! * `SNAPSHOT` (default): the output's files become exactly the files written by this run;
+//! * `APPEND`: this run's files are added to the view (Foundry fails the commit if one has the
+//!   path of a file already there; typed writers name their files uniquely per transaction);
+//! * `UPDATE`: added too, and a file may replace one of the same path.
+//!
+//! A reused build-system transaction keeps the type the build gave it; when it differs from the
+//! one asked for, a WARN line says so and [`DatasetOutput::transaction_type`] reports the
+//! actual one.
 //! Either way, on failure or cancellation the transaction is aborted, so a half-written output
 //! is never committed. An output with a [`FileWriter`] dropped before
 //! [`finish`](FileWriter::finish), or a failed upload that was not redone, is aborted too and
 //! the run fails with [`PipelineError::Incomplete`].
+//!
+//! # Typed tables
+//!
+//! With the `tables` feature, datasets are tables of your own types
+//! (`DatasetInput::rows::<T>()`, `DatasetOutput::rows::<T>()`): see the `table` API —
+//! `TableRead` (reads: Parquet directly, other files through `readTable?format=ARROW`, column
+//! projection, transaction ranges, bounded memory), `TableWriter` (Parquet row groups and files
+//! at size bounds, the schema written with `putSchema` in the output's transaction) and
+//! `table_schema` (the Foundry schema of a row type).
 //!
 //! Stream records are visible as soon as they are published: streams have no transactions, so
 //! a failed run cannot take back what it published (and a re-run may publish duplicates).
