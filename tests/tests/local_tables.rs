@@ -377,3 +377,310 @@ async fn schemas_are_put_in_a_transaction_and_read_once_committed() {
         "{v}"
     );
 }
+
+// ---- readTable ----------------------------------------------------------------------------
+
+use arrow_array::{Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+/// A snappy Parquet file of rows `from..to` (`id` LONG, `name` STRING, `score` DOUBLE), in row
+/// groups of 1000 rows.
+fn parquet_rows(from: i64, to: i64) -> Vec<u8> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("score", DataType::Float64, true),
+    ]));
+    let ids: Vec<i64> = (from..to).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(StringArray::from(
+                ids.iter().map(|i| format!("n{i}")).collect::<Vec<_>>(),
+            )),
+            Arc::new(Float64Array::from(
+                ids.iter().map(|i| *i as f64 / 2.0).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(1000))
+        .build();
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    out
+}
+
+/// Decodes an Arrow IPC stream.
+fn arrow_batches(body: &[u8]) -> (Arc<Schema>, Vec<RecordBatch>) {
+    let reader =
+        arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).unwrap();
+    let schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>().unwrap();
+    (schema, batches)
+}
+
+fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b
+                .column_by_name("id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            c.values().to_vec()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn parquet_views_read_as_arrow_and_csv_with_projection_limits_and_ranges() {
+    let api = Api::start().await;
+    // A user drops a Parquet file into the dataset directory...
+    api.foundry
+        .data()
+        .put_file(
+            DS,
+            "master",
+            "part-00000.snappy.parquet",
+            &parquet_rows(0, 2500),
+        )
+        .unwrap();
+    // ...and files that are not part of the table.
+    api.foundry
+        .data()
+        .put_file(DS, "master", "_SUCCESS", b"")
+        .unwrap();
+    api.foundry
+        .data()
+        .put_file(DS, "master", "notes/readme.txt", b"hello")
+        .unwrap();
+    // An APPEND transaction adds more rows.
+    let a = api
+        .commit(
+            "APPEND",
+            &[("spark/part-00001.parquet", &parquet_rows(2500, 2600))],
+        )
+        .await;
+
+    let (s, body) = api.get("/readTable?format=ARROW").await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let (schema, batches) = arrow_batches(&body);
+    assert_eq!(
+        schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type().clone()))
+            .collect::<Vec<_>>(),
+        [
+            ("id", DataType::Int64),
+            ("name", DataType::Utf8),
+            ("score", DataType::Float64)
+        ]
+    );
+    assert_eq!(ids(&batches), (0..2600).collect::<Vec<_>>());
+    let name = batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert_eq!(name.value(7), "n7");
+
+    // Projection (order as asked, repeated or comma-separated) and rowLimit.
+    for q in ["columns=name&columns=id", "columns=name%2Cid"] {
+        let (s, body) = api
+            .get(&format!("/readTable?format=ARROW&{q}&rowLimit=1234"))
+            .await;
+        assert_eq!(s, 200);
+        let (schema, batches) = arrow_batches(&body);
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["name", "id"], "{q}");
+        assert_eq!(rows(&batches), 1234);
+    }
+    let (s, body) = api.get("/readTable?format=ARROW&rowLimit=0").await;
+    assert_eq!(s, 200);
+    let (schema, batches) = arrow_batches(&body);
+    assert_eq!((schema.fields().len(), rows(&batches)), (3, 0));
+
+    // Incremental: only the rows of the files the APPEND added.
+    let (s, body) = api
+        .get(&format!("/readTable?format=ARROW&startTransactionRid={a}"))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        ids(&arrow_batches(&body).1),
+        (2500..2600).collect::<Vec<_>>()
+    );
+    let (s, body) = api
+        .get(&format!(
+            "/readTable?format=ARROW&endTransactionRid={SEED_TRANSACTION_RID}"
+        ))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(rows(&arrow_batches(&body).1), 2500);
+
+    // CSV: a header line, then rows.
+    let (s, body) = api
+        .get("/readTable?format=CSV&columns=id&columns=score&rowLimit=3")
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        String::from_utf8(body.to_vec()).unwrap(),
+        "id,score\n0,0.0\n1,0.5\n2,1.0\n"
+    );
+    let (s, body) = api.get("/readTable?format=CSV").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        String::from_utf8(body.to_vec()).unwrap().lines().count(),
+        2601
+    );
+
+    // Errors: Foundry's JSON shape, naming what is wrong.
+    let (s, v) = api
+        .get_json("/readTable?format=ARROW&columns=id&columns=nope")
+        .await;
+    assert_eq!(
+        (s, v["errorName"].as_str()),
+        (400, Some("ColumnNotFound")),
+        "{v}"
+    );
+    assert_eq!(v["parameters"]["column"], "nope");
+    assert!(v["errorInstanceId"].is_string());
+    let (s, v) = api.get_json("/readTable?format=JSON").await;
+    assert_eq!(
+        (s, v["parameters"]["parameter"].as_str()),
+        (400, Some("format")),
+        "{v}"
+    );
+    let (s, v) = api.get_json("/readTable").await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = api.get_json("/readTable?format=CSV&rowLimit=-1").await;
+    assert_eq!(
+        (s, v["parameters"]["parameter"].as_str()),
+        (400, Some("rowLimit")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn csv_and_parquet_are_typed_by_the_stored_schema() {
+    let api = Api::start().await;
+    let (s, v) = api.get_json("/readTable?format=ARROW").await;
+    assert_eq!(
+        (s, v["errorName"].as_str()),
+        (404, Some("SchemaNotFound")),
+        "{v}"
+    );
+
+    // A CSV dataset without a schema reads as strings.
+    api.foundry
+        .data()
+        .put_file(
+            DS,
+            "master",
+            "data.csv",
+            b"id,name,price\n1,\"a, b\",2.50\n2,,3\n",
+        )
+        .unwrap();
+    let (s, body) = api.get("/readTable?format=ARROW").await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let (schema, batches) = arrow_batches(&body);
+    assert!(
+        schema
+            .fields()
+            .iter()
+            .all(|f| *f.data_type() == DataType::Utf8)
+    );
+    let name = batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert_eq!(name.value(0), "a, b");
+
+    // With a schema, typed.
+    let (s, v) = api
+        .put_schema(json!({"dataframeReader": "CSV", "schema": schema_body()}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, body) = api.get("/readTable?format=ARROW").await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let (schema, batches) = arrow_batches(&body);
+    assert_eq!(
+        schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type().clone(), f.is_nullable()))
+            .collect::<Vec<_>>(),
+        [
+            ("id", DataType::Int64, false),
+            ("name", DataType::Utf8, true),
+            ("price", DataType::Decimal128(10, 2), true)
+        ]
+    );
+    assert_eq!(ids(&batches), [1, 2]);
+    assert!(batches[0].column(1).is_null(1));
+    let (s, body) = api.get("/readTable?format=CSV").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        String::from_utf8(body.to_vec()).unwrap(),
+        "id,name,price\n1,\"a, b\",2.50\n2,,3.00\n"
+    );
+
+    // A Parquet file with narrower types is cast to the schema's (INTEGER id → LONG).
+    let narrow = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        narrow.clone(),
+        vec![
+            Arc::new(Int32Array::from(vec![3, 4])),
+            Arc::new(StringArray::from(vec!["c", "d"])),
+        ],
+    )
+    .unwrap();
+    let mut file = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut file, narrow, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    api.commit("APPEND", &[("more.parquet", &file)]).await;
+    let (s, body) = api.get("/readTable?format=ARROW").await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, batches) = arrow_batches(&body);
+    assert_eq!(ids(&batches), [1, 2, 3, 4]);
+    // `price` is missing from the Parquet file: null there.
+    let last = batches.last().unwrap();
+    assert_eq!(last.column(2).null_count(), last.num_rows());
+
+    // A CSV file whose header does not match the schema is an error naming the file.
+    api.commit("APPEND", &[("bad.csv", b"id,title,price\n5,e,1\n")])
+        .await;
+    let (s, v) = api.get_json("/readTable?format=ARROW").await;
+    assert_eq!(
+        (s, v["errorName"].as_str()),
+        (500, Some("ReadTableError")),
+        "{v}"
+    );
+    assert!(
+        v["parameters"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad.csv"),
+        "{v}"
+    );
+}
