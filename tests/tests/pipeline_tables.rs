@@ -4,10 +4,19 @@
 //! * in-process pipelines defined below, run with `run_pipeline_with`;
 //! * the `pipeline-tables` example as a child process (`example-pipeline-tables`).
 //!
-//! The 1 GB run is ignored by default (it takes about a minute in release); run it with
+//! The 1 GB run is ignored by default (it takes minutes); run it with
 //!
 //! ```text
 //! cargo test --release -p cmod-tests --test pipeline_tables -- --ignored --nocapture
+//! ```
+//!
+//! or, quicker to build, with a release build of the example only (the test process — the
+//! generator and the local Foundry — then runs unoptimized):
+//!
+//! ```text
+//! cargo build --release -p pipeline-tables
+//! CMOD_TABLES_EXAMPLE=target/release/pipeline-tables \
+//!     cargo test -p cmod-tests --test pipeline_tables -- --ignored --nocapture
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a failed unwrap is a failed test.
 
@@ -388,8 +397,12 @@ fn daily_rows(expected: &Expected) -> Vec<DailyTotal> {
         .collect()
 }
 
+/// The example binary: the one built with this test, or `CMOD_TABLES_EXAMPLE` (e.g. a release
+/// build of `pipeline-tables` when this test runs unoptimized).
 fn example() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_example-pipeline-tables"));
+    let bin = std::env::var_os("CMOD_TABLES_EXAMPLE")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_example-pipeline-tables").into());
+    let mut cmd = tokio::process::Command::new(bin);
     cmd.env_clear()
         .env("CMOD_PIPELINE_AFTER_SUCCESS", "exit")
         .stdin(Stdio::null())
