@@ -173,6 +173,8 @@ async fn transactions_build_the_view_as_foundry_documents() {
     let (s, v) = api.close(&bad, "commit").await;
     assert_eq!(s, 409, "{v}");
     assert_eq!(v["errorName"], "FileAlreadyExists");
+    assert_eq!(v["parameters"]["transactionRid"], bad.as_str());
+    assert_eq!(v["parameters"]["datasetRid"], DS);
     assert!(
         v["parameters"]["detail"]
             .as_str()

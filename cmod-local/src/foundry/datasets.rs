@@ -653,7 +653,12 @@ async fn close_transaction(
     } else {
         state.data.abort_transaction(&rid, &txn).await
     }
-    .map_err(api_error)?;
+    // Foundry's transaction errors name the dataset and the transaction.
+    .map_err(|e| {
+        api_error(e)
+            .param("datasetRid", rid.as_str())
+            .param("transactionRid", txn.as_str())
+    })?;
     Ok(axum::Json(transaction_json(&state, &t)))
 }
 
