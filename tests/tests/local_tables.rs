@@ -669,6 +669,30 @@ async fn csv_and_parquet_are_typed_by_the_stored_schema() {
     let last = batches.last().unwrap();
     assert_eq!(last.column(2).null_count(), last.num_rows());
 
+    // A value that does not parse as its column's type: an error naming the file.
+    let ugly = api
+        .commit("APPEND", &[("ugly.csv", b"id,name,price\nseven,e,1\n")])
+        .await;
+    let (s, v) = api.get_json("/readTable?format=ARROW").await;
+    assert_eq!(
+        (s, v["errorName"].as_str()),
+        (500, Some("ReadTableError")),
+        "{v}"
+    );
+    assert!(
+        v["parameters"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ugly.csv"),
+        "{v}"
+    );
+    let (s, _) = api
+        .send(api.client.delete(api.url("/files/ugly.csv")))
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api.get("/readTable?format=ARROW").await;
+    assert_eq!(s, 200, "readable again once {ugly}'s file is deleted");
+
     // A CSV file whose header does not match the schema is an error naming the file.
     api.commit("APPEND", &[("bad.csv", b"id,title,price\n5,e,1\n")])
         .await;
