@@ -5,14 +5,20 @@
 //! | Request | What |
 //! |---|---|
 //! | `GET /v2/datasets/{rid}` | the dataset |
-//! | `GET /v2/datasets/{rid}/files?branchName&pathPrefix&pageSize&pageToken` | committed files, paginated |
+//! | `GET /v2/datasets/{rid}/files?branchName&pathPrefix&pageSize&pageToken&startTransactionRid&endTransactionRid` | committed files, paginated |
 //! | `GET /v2/datasets/{rid}/files/{path}?branchName` | one file's metadata |
 //! | `GET /v2/datasets/{rid}/files/{path}/content?branchName` | file bytes, streamed |
 //! | `POST /v2/datasets/{rid}/files/{path}/upload?transactionRid` (or `branchName&transactionType`) | streamed upload |
 //! | `GET /v2/datasets/{rid}/transactions?preview=true&pageSize&pageToken` | transactions, newest first (`branchName` is a local addition, off with `set_transaction_branch_names(false)`) |
 //! | `GET /v2/datasets/{rid}/branches/{branch}` | `{"name","transactionRid"?}`: the newest OPEN or COMMITTED transaction of the branch |
 //! | `POST /v2/datasets/{rid}/transactions?branchName` `{"transactionType"}` | open a transaction |
-//! | `GET /v2/datasets/{rid}/transactions/{txn}`, `POST …/{txn}/commit`, `POST …/{txn}/abort` | |
+//! | `GET /v2/datasets/{rid}/transactions/{txn}`, `POST …/{txn}/commit`, `POST …/{txn}/abort` | `APPEND` commits writing a path already in the view fail (409 `FileAlreadyExists`) |
+//! | `DELETE /v2/datasets/{rid}/files/{path}?transactionRid` (or `branchName`) | remove a file in a `DELETE` transaction |
+//! | `GET /v2/datasets/{rid}/getSchema?branchName&endTransactionRid&versionId`, `PUT …/putSchema` | schemas (`store/schema.rs`) |
+//! | `GET /v2/datasets/{rid}/readTable?format&columns&rowLimit&startTransactionRid&endTransactionRid` | the view as a table (`tables.rs`, `tables` feature) |
+//!
+//! File listings take `startTransactionRid` / `endTransactionRid`: the files the committed
+//! transactions of that range added (incremental reads).
 //!
 //! Legacy endpoints (the fallback when the public API is unavailable):
 //! `GET /foundry-catalog/api/catalog/datasets/{rid}/views2/{branch}/files?pageSize&pageToken`
@@ -647,7 +653,12 @@ async fn close_transaction(
     } else {
         state.data.abort_transaction(&rid, &txn).await
     }
-    .map_err(api_error)?;
+    // Foundry's transaction errors name the dataset and the transaction.
+    .map_err(|e| {
+        api_error(e)
+            .param("datasetRid", rid.as_str())
+            .param("transactionRid", txn.as_str())
+    })?;
     Ok(axum::Json(transaction_json(&state, &t)))
 }
 

@@ -20,8 +20,8 @@
 //! | ARRAY, MAP, STRUCT | List (item `element`), Map (`entries`: `key`, `value`), Struct |
 //!
 //! The response is streamed: files are read on a blocking thread one batch (8192 rows) at a
-//! time, encoded, and sent through a bounded channel in chunks of about 64 KiB, so memory stays
-//! bounded whatever the dataset's size. Errors found before the first chunk (bad parameters,
+//! time, encoded, and sent through a bounded channel (4 chunks of at least 64 KiB: one encoded
+//! batch, or several small ones), so memory stays bounded whatever the dataset's size. Errors found before the first chunk (bad parameters,
 //! unreadable files, a file whose columns do not match) are Foundry JSON errors; an error later
 //! in the stream (a CSV value that does not parse as its column's type) ends the response
 //! early, and is logged naming the file.

@@ -228,6 +228,8 @@ impl DataStore {
     ) -> Result<StoredSchema, StoreError> {
         let _guard = self.lock.lock().await;
         schema.validate()?;
+        // `BranchNotFound` for a branch with neither files nor transactions.
+        self.branch_head(rid, branch)?;
         let end = match end {
             Some(t) => {
                 let txn = self.transaction(rid, t)?;
@@ -275,6 +277,7 @@ impl DataStore {
         branch: &str,
         end: Option<&str>,
     ) -> Result<StoredSchema, StoreError> {
+        self.branch_head(rid, branch)?;
         let mut chain = self.committed_chain(rid, branch)?;
         if let Some(end) = end {
             match chain.iter().position(|t| t == end) {
@@ -462,5 +465,20 @@ mod tests {
                 .schema,
             one
         );
+        assert!(matches!(
+            s.get_schema("ri.ds.1", "nope", None),
+            Err(StoreError::NotFound {
+                name: "BranchNotFound",
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.put_schema("ri.ds.1", "nope", None, DataframeReader::Csv, one)
+                .await,
+            Err(StoreError::NotFound {
+                name: "BranchNotFound",
+                ..
+            })
+        ));
     }
 }
