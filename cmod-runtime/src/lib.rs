@@ -58,6 +58,7 @@
 //! | [`FunctionsRuntime`], [`RuntimeConfig`], [`config`] | running the job loop by hand |
 //! | [`Output`], [`JobInput`], [`JobFuture`], [`RegistryError`], [`DEFAULT_GRACE_PERIOD`], [`GRACE_PERIOD_VAR`] | the job loop's types and settings |
 //! | [`mod@pipeline`]: [`DatasetInput`], [`DatasetOutput`], [`StreamInput`], [`StreamOutput`], [`MediaSetInput`], [`MediaSetOutput`], `Follow`, `FollowOptions`, `PipelineError` | pipeline-mode handles |
+//! | [`mod@pipeline`] (feature `tables`): `DatasetInput::rows`/`table`/`record_batches`, `DatasetOutput::rows` → `TableWriter`, `TableRead`, `TableWriteOptions`, `TableWritten`, `DatasetSchema`, `FieldSchema`, `FieldType`, `table_schema`; `TransactionType` (always) | typed tables and output transaction types |
 //! | [`FoundryClient`], [`FoundryError`], [`mod@foundry`] | calling Foundry APIs |
 //! | [`auth`] | the auth modes (`Credentials`, `PipelineToken`, `AppTokenProvider`) |
 //! | [`Modules`], [`ModuleCallError`], [`ResultStream`] | calling another compute module's functions (`ctx.modules()`) |
@@ -67,12 +68,15 @@
 //! | [`schema`], [`types`] | Foundry's type system: `DataType`, `Date`, `Timestamp`, `Decimal`, `Binary` |
 //! | [`logging`] | `SlsLayer` to compose your own subscriber |
 //! | [`Secret`] | a redacted secret value |
-//! | [`serde`], [`schemars`], [`serde_json`], [`tracing`], [`Stream`], [`StreamExt`], [`stream`] | what user code needs, re-exported (one dependency) |
+//! | [`serde`], [`schemars`], [`serde_json`], [`tracing`], [`Stream`], [`StreamExt`], [`TryStreamExt`], [`stream`]; `arrow_array`, `arrow_schema` (feature `tables`) | what user code needs, re-exported (one dependency) |
 //!
 //! # Features
 //!
 //! * `local` (default): the embedded local runtime. Build production images with
 //!   `default-features = false` to leave the local servers out of the binary.
+//! * `tables`: typed tables — dataset rows in and out as your own types through Arrow record
+//!   batches and Parquet files (see [`mod@pipeline`], "Typed tables"). Off by default: it
+//!   compiles the Arrow and Parquet crates.
 //! * `testing`: hooks for tests that run a module in-process against the local servers
 //!   (`cmod_runtime::testing`); enable it in `[dev-dependencies]` only.
 
@@ -134,7 +138,14 @@ pub use sources::{Source, Sources};
 // `#[serde(crate = "cmod_runtime::serde")]` and `#[schemars(crate = "cmod_runtime::schemars")]`),
 // serde_json, tracing, and the `Stream` trait (with the `stream` constructors and combinators)
 // that `impl Stream` streaming functions return.
-pub use ::futures_util::stream::{self, Stream, StreamExt};
+/// Arrow arrays and record batches (feature `tables`): what
+/// [`DatasetInput::record_batches`] yields.
+#[cfg(feature = "tables")]
+pub use ::arrow_array;
+/// Arrow schemas and data types (feature `tables`).
+#[cfg(feature = "tables")]
+pub use ::arrow_schema;
+pub use ::futures_util::stream::{self, Stream, StreamExt, TryStreamExt};
 pub use ::schemars::{self, JsonSchema};
 pub use ::serde::{self, Deserialize, Serialize};
 pub use ::serde_json;

@@ -33,5 +33,5 @@ pub use crate::schema::{FunctionSchema, SchemaError};
 // `#[pipeline]`: the definition, the handle traits and the result conversion (see `pipeline/`).
 pub use crate::pipeline::{
     AfterSuccess, AliasDef, InputHandle, OutputHandle, PipelineContext, PipelineDef,
-    PipelineFuture, pipeline_result,
+    PipelineFuture, TransactionType, pipeline_result,
 };

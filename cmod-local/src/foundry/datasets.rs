@@ -5,14 +5,20 @@
 //! | Request | What |
 //! |---|---|
 //! | `GET /v2/datasets/{rid}` | the dataset |
-//! | `GET /v2/datasets/{rid}/files?branchName&pathPrefix&pageSize&pageToken` | committed files, paginated |
+//! | `GET /v2/datasets/{rid}/files?branchName&pathPrefix&pageSize&pageToken&startTransactionRid&endTransactionRid` | committed files, paginated |
 //! | `GET /v2/datasets/{rid}/files/{path}?branchName` | one file's metadata |
 //! | `GET /v2/datasets/{rid}/files/{path}/content?branchName` | file bytes, streamed |
 //! | `POST /v2/datasets/{rid}/files/{path}/upload?transactionRid` (or `branchName&transactionType`) | streamed upload |
 //! | `GET /v2/datasets/{rid}/transactions?preview=true&pageSize&pageToken` | transactions, newest first (`branchName` is a local addition, off with `set_transaction_branch_names(false)`) |
 //! | `GET /v2/datasets/{rid}/branches/{branch}` | `{"name","transactionRid"?}`: the newest OPEN or COMMITTED transaction of the branch |
 //! | `POST /v2/datasets/{rid}/transactions?branchName` `{"transactionType"}` | open a transaction |
-//! | `GET /v2/datasets/{rid}/transactions/{txn}`, `POST …/{txn}/commit`, `POST …/{txn}/abort` | |
+//! | `GET /v2/datasets/{rid}/transactions/{txn}`, `POST …/{txn}/commit`, `POST …/{txn}/abort` | `APPEND` commits writing a path already in the view fail (409 `FileAlreadyExists`) |
+//! | `DELETE /v2/datasets/{rid}/files/{path}?transactionRid` (or `branchName`) | remove a file in a `DELETE` transaction |
+//! | `GET /v2/datasets/{rid}/getSchema?branchName&endTransactionRid&versionId`, `PUT …/putSchema` | schemas (`store/schema.rs`) |
+//! | `GET /v2/datasets/{rid}/readTable?format&columns&rowLimit&startTransactionRid&endTransactionRid` | the view as a table (`tables.rs`, `tables` feature) |
+//!
+//! File listings take `startTransactionRid` / `endTransactionRid`: the files the committed
+//! transactions of that range added (incremental reads).
 //!
 //! Legacy endpoints (the fallback when the public API is unavailable):
 //! `GET /foundry-catalog/api/catalog/datasets/{rid}/views2/{branch}/files?pageSize&pageToken`
@@ -38,7 +44,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use super::store::{FileEntry, StoreError, Transaction, TransactionType};
+use super::store::{
+    DataframeReader, DatasetSchema, FileEntry, StoreError, Transaction, TransactionRange,
+    TransactionType,
+};
 use super::{ApiError, FoundryState, Principal};
 
 /// Default branch when a request names none.
@@ -53,7 +62,16 @@ pub(crate) fn routes() -> Router<Arc<FoundryState>> {
         .route("/api/v2/datasets/{rid}/files", get(list_files))
         .route(
             "/api/v2/datasets/{rid}/files/{*rest}",
-            get(get_file).post(post_file),
+            get(get_file).post(post_file).delete(delete_file),
+        )
+        .route("/api/v2/datasets/{rid}/getSchema", get(get_schema))
+        .route(
+            "/api/v2/datasets/{rid}/putSchema",
+            axum::routing::put(put_schema),
+        )
+        .route(
+            "/api/v2/datasets/{rid}/readTable",
+            get(super::tables::read_table),
         )
         .route("/api/v2/datasets/{rid}/branches/{branch}", get(get_branch))
         .route(
@@ -126,7 +144,7 @@ pub(crate) fn authorize_rid(
     Ok(principal)
 }
 
-const READ: &str = "api:datasets-read";
+pub(crate) const READ: &str = "api:datasets-read";
 const WRITE: &str = "api:datasets-write";
 
 /// The `{action}` of a `…/transactions/{id}/{action}` request: `true` to commit, `false` to
@@ -234,6 +252,8 @@ fn file_json(f: &FileEntry) -> serde_json::Value {
 #[serde(rename_all = "camelCase")]
 struct ListQuery {
     branch_name: Option<String>,
+    start_transaction_rid: Option<String>,
+    end_transaction_rid: Option<String>,
     path_prefix: Option<String>,
     page_size: Option<usize>,
     page_token: Option<String>,
@@ -274,11 +294,16 @@ async fn list_files(
     }
     authorize_rid(&state, &headers, READ, &rid)?;
     let branch = q.branch_name.as_deref().unwrap_or(MASTER);
+    let range = TransactionRange {
+        start: q.start_transaction_rid,
+        end: q.end_transaction_rid,
+    };
     let page = state
         .data
-        .list_files(
+        .list_files_in(
             &rid,
             branch,
+            &range,
             q.path_prefix.as_deref(),
             q.page_size,
             q.page_token.as_deref(),
@@ -361,6 +386,131 @@ async fn post_file(
     Ok(axum::Json(file_json(&result?)))
 }
 
+/// `DELETE /v2/datasets/{rid}/files/{path}?transactionRid` (an open `DELETE` transaction) or
+/// `?branchName` (a `DELETE` transaction opened and committed for this file): 204.
+async fn delete_file(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath((rid, path)): UrlPath<(String, String)>,
+    Query(q): Query<FileQuery>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    authorize_rid(&state, &headers, WRITE, &rid)?;
+    let data = &state.data;
+    match &q.transaction_rid {
+        Some(txn) => data
+            .delete_file(&rid, txn, &path)
+            .await
+            .map_err(api_error)?,
+        None => {
+            let branch = q.branch_name.as_deref().unwrap_or(MASTER);
+            let t = data
+                .create_transaction(&rid, branch, TransactionType::Delete)
+                .await
+                .map_err(api_error)?;
+            if let Err(e) = data.delete_file(&rid, &t.rid, &path).await {
+                let _ = data.abort_transaction(&rid, &t.rid).await;
+                return Err(api_error(e));
+            }
+            data.commit_transaction(&rid, &t.rid)
+                .await
+                .map_err(api_error)?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SchemaQuery {
+    branch_name: Option<String>,
+    end_transaction_rid: Option<String>,
+    version_id: Option<String>,
+    /// Accepted and ignored: the endpoint is a preview one on some stacks.
+    #[allow(dead_code)]
+    preview: Option<bool>,
+}
+
+/// `GET /v2/datasets/{rid}/getSchema?branchName&endTransactionRid&versionId`:
+/// `GetDatasetSchemaResponse`, 404 `SchemaNotFound` when the branch has none.
+async fn get_schema(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath(rid): UrlPath<String>,
+    Query(q): Query<SchemaQuery>,
+    headers: HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorize_rid(&state, &headers, READ, &rid)?;
+    let branch = q.branch_name.as_deref().unwrap_or(MASTER);
+    let stored = state
+        .data
+        .get_schema(&rid, branch, q.end_transaction_rid.as_deref())
+        .map_err(api_error)?;
+    if q.version_id
+        .as_ref()
+        .is_some_and(|v| *v != stored.version_id)
+    {
+        return Err(ApiError::not_found("SchemaNotFound")
+            .param("datasetRid", rid)
+            .param("branchName", branch)
+            .param("detail", "no schema with this versionId"));
+    }
+    Ok(axum::Json(schema_json(&stored)))
+}
+
+/// `GetDatasetSchemaResponse` (without the local `dataframeReader`).
+fn schema_json(s: &super::store::StoredSchema) -> serde_json::Value {
+    json!({
+        "branchName": s.branch_name,
+        "endTransactionRid": s.end_transaction_rid,
+        "schema": s.schema,
+        "versionId": s.version_id,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutSchemaRequest {
+    branch_name: Option<String>,
+    end_transaction_rid: Option<String>,
+    dataframe_reader: Option<DataframeReader>,
+    schema: DatasetSchema,
+}
+
+/// `PUT /v2/datasets/{rid}/putSchema` `PutDatasetSchemaRequest`: stores the schema for the
+/// named (open or committed) transaction, or the branch's newest committed one.
+async fn put_schema(
+    State(state): State<Arc<FoundryState>>,
+    UrlPath(rid): UrlPath<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorize_rid(&state, &headers, WRITE, &rid)?;
+    let req: PutSchemaRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid_argument("InvalidSchema").param(
+            "detail",
+            format!(
+                "expected {{\"schema\": {{\"fieldSchemaList\": [{{\"name\", \"type\", \"nullable\"}}]}}, \
+                 \"branchName\"?, \"endTransactionRid\"?, \"dataframeReader\"?}}: {e}"
+            ),
+        )
+    })?;
+    if !state.data.dataset_exists(&rid) {
+        return Err(ApiError::not_found("DatasetNotFound").param("datasetRid", rid));
+    }
+    let branch = req.branch_name.as_deref().unwrap_or(MASTER);
+    let stored = state
+        .data
+        .put_schema(
+            &rid,
+            branch,
+            req.end_transaction_rid.as_deref(),
+            req.dataframe_reader.unwrap_or_default(),
+            req.schema,
+        )
+        .await
+        .map_err(api_error)?;
+    Ok(axum::Json(schema_json(&stored)))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct TransactionsQuery {
@@ -435,7 +585,7 @@ async fn create_transaction(
             ApiError::invalid_argument("InvalidTransactionRequest").param(
                 "detail",
                 format!(
-                    "expected {{\"transactionType\": \"SNAPSHOT\"|\"UPDATE\"|\"APPEND\"}}: {e}"
+                    "expected {{\"transactionType\": \"SNAPSHOT\"|\"UPDATE\"|\"APPEND\"|\"DELETE\"}}: {e}"
                 ),
             )
         })?
@@ -503,7 +653,12 @@ async fn close_transaction(
     } else {
         state.data.abort_transaction(&rid, &txn).await
     }
-    .map_err(api_error)?;
+    // Foundry's transaction errors name the dataset and the transaction.
+    .map_err(|e| {
+        api_error(e)
+            .param("datasetRid", rid.as_str())
+            .param("transactionRid", txn.as_str())
+    })?;
     Ok(axum::Json(transaction_json(&state, &t)))
 }
 

@@ -34,6 +34,7 @@ mod pipeline_env;
 mod scratch;
 mod store;
 mod streams;
+mod tables;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -60,8 +61,9 @@ pub use oauth::{Principal, PrincipalKind, Scopes, TokenGrant};
 pub use pipeline_env::{PipelineResource, ResourceKind, default_rid, local_resources};
 pub use scratch::{LOCK_EXPIRY as SCRATCH_LOCK_EXPIRY, SCRATCH_PREFIX, ScratchStats};
 pub use store::{
-    DataOptions, DataStore, FileEntry, MediaTransaction, Page, SEED_TRANSACTION_RID, StoreError,
-    Subscriber, SubscriberStart, Transaction, TransactionStatus, TransactionType,
+    DataOptions, DataStore, DataframeReader, DatasetSchema, FieldSchema, FieldType, FileEntry,
+    MediaTransaction, Page, SEED_TRANSACTION_RID, StoreError, StoredSchema, Subscriber,
+    SubscriberStart, Transaction, TransactionRange, TransactionStatus, TransactionType,
 };
 
 /// Why the local Foundry could not start.

@@ -1,5 +1,5 @@
 //! The attribute's arguments: `input = "…"` / `output = "…"` (in order), `after_success = "…"`,
-//! `crate = "…"`.
+//! `transaction(alias = "…", …)`, `crate = "…"`.
 
 use proc_macro2::TokenStream;
 use syn::{LitStr, Meta};
@@ -29,6 +29,15 @@ pub(crate) struct AliasArg {
     pub(crate) alias: LitStr,
 }
 
+/// One `alias = "append"` of `transaction(…)`.
+#[derive(Clone)]
+pub(crate) struct TransactionArg {
+    /// The output alias, as written (an identifier or a string literal).
+    pub(crate) alias: LitStr,
+    /// The `TransactionType` variant name.
+    pub(crate) variant: &'static str,
+}
+
 /// The parsed attribute: the aliases in order, and which keys were present but unusable (so
 /// that follow-up checks do not pile consequential errors on top).
 #[derive(Default)]
@@ -36,6 +45,8 @@ pub(crate) struct Args {
     pub(crate) aliases: Vec<AliasArg>,
     /// `after_success = "exit" | "stay_alive"`: the variant name of `AfterSuccess`.
     pub(crate) after_success: Option<&'static str>,
+    /// `transaction(alias = "snapshot" | "append" | "update", …)`.
+    pub(crate) transactions: Vec<TransactionArg>,
     /// `crate = "…"`: the path to `cmod_runtime` generated code uses instead of
     /// `::cmod_runtime`.
     pub(crate) krate: Option<syn::Path>,
@@ -80,6 +91,9 @@ pub(crate) fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
             after_success_seen = true;
             out.after_success = parse_after_success(&meta, errors);
             continue;
+        } else if path.is_ident("transaction") {
+            parse_transactions(&meta, &mut out.transactions, errors);
+            continue;
         } else if path.is_ident("crate") {
             if crate_seen {
                 errors.spanned(path, "duplicate `crate`: give it once");
@@ -94,7 +108,7 @@ pub(crate) fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
                 path,
                 format!(
                     "unknown argument `{name}`; expected one of: `input`, `output`, \
-                     `after_success`, `crate`"
+                     `after_success`, `transaction`, `crate`"
                 ),
             );
             continue;
@@ -164,6 +178,79 @@ fn parse_after_success(meta: &Meta, errors: &mut Errors) -> Option<&'static str>
             );
             None
         }
+    }
+}
+
+/// `transaction(alias = "append", …)` → one [`TransactionArg`] per output; errors point at the
+/// offending token. Whether each alias is a declared output is checked in `validate`.
+fn parse_transactions(meta: &Meta, out: &mut Vec<TransactionArg>, errors: &mut Errors) {
+    const EXPECTED: &str = "write `transaction(output_alias = \"snapshot\" | \"append\" | \
+                            \"update\")`, one entry per dataset output whose transaction is not a \
+                            snapshot";
+    let Meta::List(list) = meta else {
+        errors.spanned(meta, format!("`transaction` takes a list: {EXPECTED}"));
+        return;
+    };
+    let entries = match list
+        .parse_args_with(syn::punctuated::Punctuated::<Meta, syn::Token![,]>::parse_terminated)
+    {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(syn::Error::new(e.span(), format!("{e}; {EXPECTED}")));
+            return;
+        }
+    };
+    if entries.is_empty() {
+        errors.spanned(list, format!("empty `transaction(...)`; {EXPECTED}"));
+    }
+    for entry in entries {
+        let Meta::NameValue(nv) = &entry else {
+            errors.spanned(
+                &entry,
+                format!("each entry is `output_alias = \"append\"`; {EXPECTED}"),
+            );
+            continue;
+        };
+        let Some(ident) = nv.path.get_ident() else {
+            errors.spanned(
+                &nv.path,
+                format!("the output alias must be a single name; {EXPECTED}"),
+            );
+            continue;
+        };
+        let alias = LitStr::new(&ident.to_string(), ident.span());
+        let Some(lit) = str_lit(&nv.value) else {
+            errors.spanned(
+                &nv.value,
+                format!("the transaction type must be a string literal; {EXPECTED}"),
+            );
+            continue;
+        };
+        let variant = match lit.value().to_ascii_lowercase().as_str() {
+            "snapshot" => "Snapshot",
+            "append" => "Append",
+            "update" => "Update",
+            other => {
+                errors.spanned(
+                    lit,
+                    format!(
+                        "invalid transaction type {other:?} for output `{ident}`: expected \
+                         \"snapshot\" (the output becomes exactly this run's files), \"append\" \
+                         (this run's files are added) or \"update\" (added, replacing files of \
+                         the same path)"
+                    ),
+                );
+                continue;
+            }
+        };
+        if out.iter().any(|t| t.alias.value() == alias.value()) {
+            errors.spanned(
+                &nv.path,
+                format!("duplicate transaction type for output `{ident}`: give it once"),
+            );
+            continue;
+        }
+        out.push(TransactionArg { alias, variant });
     }
 }
 

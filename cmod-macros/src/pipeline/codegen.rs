@@ -23,6 +23,11 @@ pub(crate) fn generate(func: &ItemFn, args: &Args, types: &[&Type]) -> TokenStre
         }
         None => quote!(::core::option::Option::None),
     };
+    let transactions = args.transactions.iter().map(|t| {
+        let alias = &t.alias;
+        let variant = format_ident!("{}", t.variant);
+        quote!((#alias, #p::TransactionType::#variant))
+    });
     let vars: Vec<_> = (0..types.len())
         .map(|i| format_ident!("__cmod_handle_{}", i))
         .collect();
@@ -84,6 +89,7 @@ pub(crate) fn generate(func: &ItemFn, args: &Args, types: &[&Type]) -> TokenStre
                     outputs: &[#(#output_defs),*],
                     run: __cmod_pipeline_run,
                     after_success: #after_success,
+                    transactions: &[#(#transactions),*],
                 };
             }
 

@@ -14,7 +14,9 @@
 //! messages explain the rule.
 //!
 //! `after_success = "exit" | "stay_alive"` (optional, once) sets `PipelineDef::after_success`;
-//! any other value is an error at the value. `crate = "…"` (optional, once) is the path to
+//! any other value is an error at the value. `transaction(out = "append", …)` (optional) sets
+//! `PipelineDef::transactions`: each name must be an `output` alias, each value `snapshot`,
+//! `append` or `update`. `crate = "…"` (optional, once) is the path to
 //! `cmod_runtime` the generated code uses instead of `::cmod_runtime` (when the crate is renamed
 //! or re-exported), as for `#[compute_function]`.
 //!
@@ -120,6 +122,58 @@ mod tests {
         );
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].contains("duplicate `after_success`"), "{errs:?}");
+    }
+
+    #[test]
+    fn transaction_types_name_outputs() {
+        let f = quote!(
+            async fn f(a: DatasetInput, b: DatasetOutput, c: DatasetOutput) {}
+        );
+        let errs = errors_of(
+            quote!(
+                input = "raw",
+                output = "out",
+                output = "o2",
+                transaction(out = "append", o2 = "UPDATE")
+            ),
+            f.clone(),
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        let errs = errors_of(
+            quote!(
+                input = "raw",
+                output = "out",
+                output = "o2",
+                transaction(raw = "append", nope = "append", out = "delete", o2 = 1)
+            ),
+            f.clone(),
+        );
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("`raw` is an input")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("`nope` is not an output") && e.contains("`out`, `o2`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("invalid transaction type \"delete\"")),
+            "{errs:?}"
+        );
+        let errs = errors_of(
+            quote!(
+                input = "raw",
+                output = "out",
+                output = "o2",
+                transaction = "append"
+            ),
+            f,
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("`transaction` takes a list"), "{errs:?}");
     }
 
     #[test]

@@ -45,6 +45,39 @@ pub(crate) fn validate_aliases(args: &Args, args_span: Span, errors: &mut Errors
         }
         seen.push((value, a.direction));
     }
+    for t in &args.transactions {
+        let name = t.alias.value();
+        match args.aliases.iter().find(|a| a.alias.value() == name) {
+            Some(a) if a.direction == Direction::Output => {}
+            Some(_) => errors.spanned(
+                &t.alias,
+                format!(
+                    "`{name}` is an input: `transaction(...)` sets the transaction type of an \
+                     output (inputs are only read)"
+                ),
+            ),
+            None => {
+                let outputs: Vec<String> = args
+                    .aliases
+                    .iter()
+                    .filter(|a| a.direction == Direction::Output)
+                    .map(|a| format!("`{}`", a.alias.value()))
+                    .collect();
+                errors.spanned(
+                    &t.alias,
+                    format!(
+                        "`{name}` is not an output of this pipeline; `transaction(...)` names \
+                         output aliases (declared: {})",
+                        if outputs.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            outputs.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+    }
     if args.unparsable {
         return;
     }

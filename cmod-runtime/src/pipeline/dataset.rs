@@ -123,9 +123,23 @@ struct LegacyFilePage {
 /// stack (HTTP 404/405/501 that is not a missing-resource error), the handle switches to the
 /// legacy catalog (listing) and data-proxy (content) endpoints for the rest of the run.
 pub struct DatasetInput {
-    resource: ResourceRef,
-    api: Api,
+    pub(super) resource: ResourceRef,
+    pub(super) api: Api,
     legacy: Arc<AtomicBool>,
+}
+
+/// A range of transactions to read (`startTransactionRid` / `endTransactionRid`): `None` ends
+/// mean the start of the branch's view and its latest transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct TxnRange {
+    pub(super) start: Option<String>,
+    pub(super) end: Option<String>,
+}
+
+impl TxnRange {
+    pub(super) fn is_all(&self) -> bool {
+        self.start.is_none() && self.end.is_none()
+    }
 }
 
 impl fmt::Debug for DatasetInput {
@@ -179,6 +193,16 @@ impl DatasetInput {
         &self.resource.branch
     }
 
+    /// Another handle on the same input (sharing the legacy switch).
+    #[cfg_attr(not(feature = "tables"), allow(dead_code))]
+    pub(super) fn clone_handle(&self) -> DatasetInput {
+        DatasetInput {
+            resource: self.resource.clone(),
+            api: self.api.clone(),
+            legacy: self.legacy.clone(),
+        }
+    }
+
     fn use_legacy(&self) {
         if !self.legacy.swap(true, Ordering::Relaxed) {
             tracing::info!(
@@ -198,6 +222,7 @@ impl DatasetInput {
     async fn page(
         &self,
         prefix: Option<&str>,
+        range: &TxnRange,
         token: Option<&str>,
     ) -> Result<(Vec<FileInfo>, Option<String>), PipelineError> {
         if !self.is_legacy() {
@@ -213,6 +238,12 @@ impl DatasetInput {
             if let Some(t) = token {
                 req = req.query("pageToken", t);
             }
+            if let Some(t) = &range.start {
+                req = req.query("startTransactionRid", t);
+            }
+            if let Some(t) = &range.end {
+                req = req.query("endTransactionRid", t);
+            }
             match self
                 .api
                 .json::<V2FilePage>(&self.resource, || "listing files".to_owned(), req)
@@ -225,6 +256,15 @@ impl DatasetInput {
                 Err(e) if token.is_none() && public_api_unavailable(&e) => self.use_legacy(),
                 Err(e) => return Err(e),
             }
+        }
+        if !range.is_all() {
+            return Err(PipelineError::Protocol {
+                resource: Box::new(self.resource.clone()),
+                operation: "listing files of a transaction range".to_owned(),
+                message: "the public datasets API is unavailable on this stack, and the legacy \
+                          catalog cannot list a range of transactions"
+                    .to_owned(),
+            });
         }
         let url = format!(
             "{}/catalog/datasets/{}/views2/{}/files",
@@ -269,26 +309,39 @@ impl DatasetInput {
         &'a self,
         prefix: Option<&'a str>,
     ) -> impl Stream<Item = Result<FileInfo, PipelineError>> + Send + 'a {
+        self.files_in(prefix, TxnRange::default())
+    }
+
+    /// [`DatasetInput::files`] of a range of transactions.
+    pub(super) fn files_in<'a>(
+        &'a self,
+        prefix: Option<&'a str>,
+        range: TxnRange,
+    ) -> impl Stream<Item = Result<FileInfo, PipelineError>> + Send + 'a {
         enum State {
             Start,
             Next(String),
             Done,
         }
-        futures_util::stream::try_unfold(State::Start, move |state| async move {
-            let token = match state {
-                State::Done => return Ok(None),
-                State::Start => None,
-                State::Next(t) => Some(t),
-            };
-            let (files, next) = self.page(prefix, token.as_deref()).await?;
-            let next = match next {
-                Some(t) if Some(&t) != token.as_ref() => State::Next(t),
-                _ => State::Done,
-            };
-            Ok(Some((
-                futures_util::stream::iter(files.into_iter().map(Ok)),
-                next,
-            )))
+        let range = Arc::new(range);
+        futures_util::stream::try_unfold(State::Start, move |state| {
+            let range = range.clone();
+            async move {
+                let token = match state {
+                    State::Done => return Ok(None),
+                    State::Start => None,
+                    State::Next(t) => Some(t),
+                };
+                let (files, next) = self.page(prefix, &range, token.as_deref()).await?;
+                let next = match next {
+                    Some(t) if Some(&t) != token.as_ref() => State::Next(t),
+                    _ => State::Done,
+                };
+                Ok(Some((
+                    futures_util::stream::iter(files.into_iter().map(Ok)),
+                    next,
+                )))
+            }
         })
         .try_flatten()
     }
@@ -344,11 +397,57 @@ impl DatasetInput {
     }
 }
 
+/// The type of a dataset output's transaction (docs/protocol.md §5.3), chosen per output with
+/// `#[pipeline(…, transaction(alias = "append"))]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TransactionType {
+    /// The committed view is exactly the files this run wrote; earlier files are gone (the
+    /// default).
+    #[default]
+    Snapshot,
+    /// The files this run wrote are added to the view. Foundry fails the commit if one has the
+    /// path of a file already in the view (typed writers name their files uniquely per
+    /// transaction).
+    Append,
+    /// Like `Append`, but a file may replace one of the same path in the view.
+    Update,
+}
+
+impl TransactionType {
+    /// `SNAPSHOT`, `APPEND` or `UPDATE`, as Foundry names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransactionType::Snapshot => "SNAPSHOT",
+            TransactionType::Append => "APPEND",
+            TransactionType::Update => "UPDATE",
+        }
+    }
+
+    /// Parses Foundry's name (any case); `None` for other types (`DELETE`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_uppercase().as_str() {
+            "SNAPSHOT" => Some(TransactionType::Snapshot),
+            "APPEND" => Some(TransactionType::Append),
+            "UPDATE" => Some(TransactionType::Update),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TransactionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The transaction of a dataset output, committed or aborted when the pipeline ends.
-struct OutputState {
-    resource: ResourceRef,
-    api: Api,
-    transaction_rid: String,
+pub(super) struct OutputState {
+    pub(super) resource: ResourceRef,
+    pub(super) api: Api,
+    pub(super) transaction_rid: String,
+    /// The transaction's type (the build system's when its transaction is reused).
+    transaction_type: TransactionType,
     /// Whether this module opened the transaction (and so commits it).
     owned: bool,
     /// File writers created and not yet finished.
@@ -487,7 +586,7 @@ impl Finalize for OutputState {
 /// [`DatasetOutput::create`] (a [`FileWriter`]) or [`DatasetOutput::write_stream`]; uploads are
 /// streamed, never buffered whole.
 pub struct DatasetOutput {
-    state: Arc<OutputState>,
+    pub(super) state: Arc<OutputState>,
 }
 
 impl fmt::Debug for DatasetOutput {
@@ -506,6 +605,8 @@ struct Transaction {
     rid: String,
     #[serde(default)]
     status: Option<String>,
+    #[serde(default)]
+    transaction_type: Option<String>,
     #[serde(default)]
     branch_name: Option<String>,
 }
@@ -567,7 +668,7 @@ async fn branch_head(api: &Api, resource: &ResourceRef) -> Result<Option<String>
 async fn open_transaction(
     api: &Api,
     resource: &ResourceRef,
-) -> Result<Option<String>, PipelineError> {
+) -> Result<Option<Transaction>, PipelineError> {
     let path = format!("v2/datasets/{}/transactions", encode_segment(&resource.rid));
     let mut token: Option<String> = None;
     // Read once, when a transaction without a branch name is first seen.
@@ -600,14 +701,14 @@ async fn open_transaction(
                 continue;
             }
             match t.branch_name.as_deref() {
-                Some(b) if b == resource.branch => return Ok(Some(t.rid)),
+                Some(b) if b == resource.branch => return Ok(Some(t)),
                 Some(_) => {}
                 None => {
                     if head.is_none() {
                         head = Some(branch_head(api, resource).await?);
                     }
                     if head.as_ref().and_then(Option::as_deref) == Some(t.rid.as_str()) {
-                        return Ok(Some(t.rid));
+                        return Ok(Some(t));
                     }
                 }
             }
@@ -633,23 +734,24 @@ impl OutputHandle for DatasetOutput {
     async fn open(ctx: &PipelineContext, alias: &'static str) -> Result<Self, PipelineError> {
         let resource = ctx.resource(alias, Self::KIND)?;
         let api = ctx.api().clone();
-        let (transaction_rid, owned) = match open_transaction(&api, &resource).await? {
-            Some(rid) => (rid, false),
+        let requested = ctx.transaction_type(alias);
+        let (transaction, owned) = match open_transaction(&api, &resource).await? {
+            Some(t) => (t, false),
             None => {
                 let path = format!("v2/datasets/{}/transactions", encode_segment(&resource.rid));
                 let req = api
                     .request(Method::POST, Service::ApiGateway, path)
                     .query("branchName", &resource.branch)
-                    .json(&serde_json::json!({ "transactionType": "SNAPSHOT" }));
+                    .json(&serde_json::json!({ "transactionType": requested.as_str() }));
                 match api
                     .json::<Transaction>(&resource, || "opening a transaction".to_owned(), req)
                     .await
                 {
-                    Ok(t) => (t.rid, true),
+                    Ok(t) => (t, true),
                     // Opened concurrently by the build system: use it.
                     Err(e) if e.error_name() == Some("OpenTransactionAlreadyExists") => {
                         match open_transaction(&api, &resource).await? {
-                            Some(rid) => (rid, false),
+                            Some(t) => (t, false),
                             None => return Err(e),
                         }
                     }
@@ -657,10 +759,33 @@ impl OutputHandle for DatasetOutput {
                 }
             }
         };
+        // The build system's transaction keeps the type its build gave it (it owns the
+        // transaction); a different one than asked is reported, not changed.
+        let actual = transaction
+            .transaction_type
+            .as_deref()
+            .and_then(TransactionType::parse);
+        let transaction_type = match actual {
+            Some(t) if t != requested => {
+                tracing::warn!(
+                    alias = %resource.alias,
+                    rid = %resource.rid,
+                    requested = %requested,
+                    actual = %t,
+                    "the build system's open transaction has another type than the one \
+                     `#[pipeline(transaction(...))]` asks for; writing into it as {t}"
+                );
+                t
+            }
+            Some(t) => t,
+            None => requested,
+        };
+        let transaction_rid = transaction.rid;
         tracing::info!(
             alias = %resource.alias,
             rid = %resource.rid,
             transaction = %transaction_rid,
+            transaction_type = %transaction_type,
             reused = !owned,
             "dataset output transaction"
         );
@@ -668,6 +793,7 @@ impl OutputHandle for DatasetOutput {
             resource,
             api,
             transaction_rid,
+            transaction_type,
             owned,
             open_writers: AtomicUsize::new(0),
             failed: Mutex::new(BTreeMap::new()),
@@ -710,6 +836,12 @@ impl DatasetOutput {
     /// The transaction the files go into.
     pub fn transaction_rid(&self) -> &str {
         &self.state.transaction_rid
+    }
+
+    /// The type of the transaction written into: the one `#[pipeline(transaction(…))]` asks
+    /// for (`SNAPSHOT` by default), or the build system's when its open transaction is reused.
+    pub fn transaction_type(&self) -> TransactionType {
+        self.state.transaction_type
     }
 
     /// Whether the transaction was opened by the build system (and is left for it to commit).

@@ -145,6 +145,37 @@ pub enum PipelineError {
         /// The serializer's message.
         message: String,
     },
+    /// A table row did not match the row type: a row read that cannot be decoded into `T`, or a
+    /// row written that cannot be encoded in the table's columns. Names the file, the row (its
+    /// index in that file, from 0) and the column when they are known.
+    #[error(
+        "{resource}: file `{file}`{}{}: {message}",
+        row.map(|r| format!(", row {r}")).unwrap_or_default(),
+        column.as_ref().map(|c| format!(", column `{c}`")).unwrap_or_default(),
+    )]
+    Table {
+        /// The resource.
+        resource: Box<ResourceRef>,
+        /// The dataset file read or written.
+        file: String,
+        /// The row's index in the file (from 0), when the problem is one row's.
+        row: Option<u64>,
+        /// The column (a path like `items.price` for nested fields), when known.
+        column: Option<String>,
+        /// What did not match.
+        message: String,
+    },
+    /// A table's schema could not be derived from the row type, or a file's schema could not be
+    /// read.
+    #[error("{resource}: table schema of `{rust_type}`: {message}")]
+    TableSchema {
+        /// The resource.
+        resource: Box<ResourceRef>,
+        /// The row type.
+        rust_type: String,
+        /// What is wrong.
+        message: String,
+    },
     /// An output was left inconsistent (a file writer dropped before `finish`, a failed upload),
     /// so it was aborted instead of committed.
     #[error("{resource}: not committed: {detail}")]
@@ -218,6 +249,8 @@ impl PipelineError {
             | PipelineError::Decode { resource, .. }
             | PipelineError::Protocol { resource, .. }
             | PipelineError::Encode { resource, .. }
+            | PipelineError::Table { resource, .. }
+            | PipelineError::TableSchema { resource, .. }
             | PipelineError::Incomplete { resource, .. } => Some(resource),
             PipelineError::PartiallyCommitted { source, .. } => source.resource(),
             _ => None,

@@ -39,6 +39,10 @@
 //! (see [Lifecycle](#lifecycle), step 6; the `CMOD_PIPELINE_AFTER_SUCCESS` variable overrides
 //! it).
 //!
+//! `transaction(alias = "append", …)` (optional) chooses the transaction type of dataset
+//! outputs: each name is an `output` alias, each value `"snapshot"` (the default), `"append"` or
+//! `"update"` (any case); see [Dataset output transactions](#dataset-output-transactions).
+//!
 //! And, when `cmod_runtime` is renamed or re-exported, `crate = "…"` (optional, at most once):
 //! the path to it, as an absolute path like `"::my_cmod"` or `"crate::rt"`; the generated code
 //! then uses that path instead of `::cmod_runtime`, as with `#[compute_function]`.
@@ -93,12 +97,31 @@
 //! that names its branch must name the output's; one that does not (Foundry's `Transaction` has
 //! no branch field) must be the branch's current transaction
 //! (`GET /v2/datasets/{rid}/branches/{branch}`). An `OPEN` transaction of another branch is never
-//! written into; when the branch cannot be checked, none is reused. Otherwise the handle opens a `SNAPSHOT` transaction (the output's files become
-//! exactly the files written by this run) and commits it when the function returns `Ok`.
+//! written into; when the branch cannot be checked, none is reused. Otherwise the handle opens a
+//! transaction of the type `#[pipeline(transaction(…))]` asks for ([`TransactionType`]) and
+//! commits it when the function returns `Ok`:
+//!
+//! * `SNAPSHOT` (default): the output's files become exactly the files written by this run;
+//! * `APPEND`: this run's files are added to the view (Foundry fails the commit if one has the
+//!   path of a file already there; typed writers name their files uniquely per transaction);
+//! * `UPDATE`: added too, and a file may replace one of the same path.
+//!
+//! A reused build-system transaction keeps the type the build gave it; when it differs from the
+//! one asked for, a WARN line says so and [`DatasetOutput::transaction_type`] reports the
+//! actual one.
 //! Either way, on failure or cancellation the transaction is aborted, so a half-written output
 //! is never committed. An output with a [`FileWriter`] dropped before
 //! [`finish`](FileWriter::finish), or a failed upload that was not redone, is aborted too and
 //! the run fails with [`PipelineError::Incomplete`].
+//!
+//! # Typed tables
+//!
+//! With the `tables` feature, datasets are tables of your own types
+//! (`DatasetInput::rows::<T>()`, `DatasetOutput::rows::<T>()`): see the `table` API —
+//! `TableRead` (reads: Parquet directly, other files through `readTable?format=ARROW`, column
+//! projection, transaction ranges, bounded memory), `TableWriter` (Parquet row groups and files
+//! at size bounds, the schema written with `putSchema` in the output's transaction) and
+//! `table_schema` (the Foundry schema of a row type).
 //!
 //! Stream records are visible as soon as they are published: streams have no transactions, so
 //! a failed run cannot take back what it published (and a re-run may publish duplicates).
@@ -140,6 +163,8 @@ mod media;
 mod reader;
 mod replica;
 mod stream;
+#[cfg(feature = "tables")]
+mod table;
 
 #[cfg(feature = "local")]
 pub(crate) mod local;
@@ -154,7 +179,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
 pub use aliases::{DEFAULT_BRANCH, RESOURCE_ALIAS_MAP_VAR, Resource, ResourceAliasMap};
-pub use dataset::{DatasetInput, DatasetOutput, FileInfo, FileWriter};
+pub use dataset::{DatasetInput, DatasetOutput, FileInfo, FileWriter, TransactionType};
 pub use error::{PipelineError, ResourceKind, ResourceRef};
 pub use follow::{Follow, FollowOptions, StartPosition};
 pub use media::{MediaSetInput, MediaSetOutput};
@@ -162,6 +187,11 @@ pub use reader::FileReader;
 pub(crate) use replica::run_replica;
 pub use replica::{AFTER_SUCCESS_VAR, AfterSuccess};
 pub use stream::{Record, RecordCursor, StreamInput, StreamOutput};
+#[cfg(feature = "tables")]
+pub use table::{
+    DECIMAL_PRECISION, DECIMAL_SCALE, DEFAULT_BATCH_ROWS, DatasetSchema, FieldSchema, FieldType,
+    TableRead, TableWriteOptions, TableWriter, TableWritten, table_schema,
+};
 
 use crate::auth::{AuthError, Credentials, PipelineToken};
 use crate::config::{ConfigError, Problem};
@@ -200,6 +230,9 @@ pub struct PipelineDef {
     /// `after_success = "…"` of the attribute: what the process does once the pipeline
     /// succeeded (`None`: the default of the environment; see [`AfterSuccess`]).
     pub after_success: Option<AfterSuccess>,
+    /// `transaction(alias = "…")` of the attribute: the transaction type of each dataset output
+    /// named there (the others open `SNAPSHOT` transactions).
+    pub transactions: &'static [(&'static str, TransactionType)],
 }
 
 impl PipelineDef {
@@ -302,6 +335,7 @@ pub struct PipelineContext {
 
 struct ContextInner {
     pipeline: &'static str,
+    transactions: &'static [(&'static str, TransactionType)],
     api: Api,
     aliases: ResourceAliasMap,
     outputs: Mutex<Vec<Arc<dyn Finalize>>>,
@@ -319,16 +353,32 @@ impl fmt::Debug for PipelineContext {
 }
 
 impl PipelineContext {
-    fn new(pipeline: &'static str, client: FoundryClient, aliases: ResourceAliasMap) -> Self {
+    fn new(
+        pipeline: &'static str,
+        client: FoundryClient,
+        aliases: ResourceAliasMap,
+        transactions: &'static [(&'static str, TransactionType)],
+    ) -> Self {
         Self {
             inner: Arc::new(ContextInner {
                 pipeline,
+                transactions,
                 api: Api::new(client),
                 aliases,
                 outputs: Mutex::new(Vec::new()),
                 follow: follow::FollowControl::new(pipeline),
             }),
         }
+    }
+
+    /// The transaction type `#[pipeline(transaction(…))]` asks for an output alias.
+    pub(crate) fn transaction_type(&self, alias: &str) -> TransactionType {
+        self.inner
+            .transactions
+            .iter()
+            .find(|(a, _)| *a == alias)
+            .map(|(_, t)| *t)
+            .unwrap_or_default()
     }
 
     pub(crate) fn api(&self) -> &Api {
@@ -674,7 +724,7 @@ async fn run_with(
             );
         }
     }
-    let ctx = PipelineContext::new(def.name, client, aliases);
+    let ctx = PipelineContext::new(def.name, client, aliases, def.transactions);
     // A panic in the function (or while opening its handles) must not leave outputs open:
     // it is caught here and handled like an error.
     let run = AssertUnwindSafe(async { (def.run)(ctx.clone()).await }).catch_unwind();

@@ -27,7 +27,7 @@ use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 
 pub(crate) mod build;
-mod convert;
+pub(crate) mod convert;
 
 use build::FunctionSpec;
 

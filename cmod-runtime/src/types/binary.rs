@@ -100,8 +100,14 @@ impl From<Binary> for Vec<u8> {
 }
 
 impl Serialize for Binary {
+    /// Base64 in human-readable formats (JSON); raw bytes in binary ones (Arrow and Parquet
+    /// `BINARY` columns).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_base64())
+        if serializer.is_human_readable() && !super::is_columnar() {
+            serializer.serialize_str(&self.to_base64())
+        } else {
+            serializer.serialize_bytes(&self.0)
+        }
     }
 }
 
@@ -117,8 +123,18 @@ impl<'de> Deserialize<'de> for Binary {
                 Binary::from_base64(v)
                     .map_err(|e| E::custom(format_args!("invalid base64 (binary input): {e}")))
             }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Binary, E> {
+                Ok(Binary(v.to_vec()))
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Binary, E> {
+                Ok(Binary(v))
+            }
         }
-        deserializer.deserialize_str(V)
+        if deserializer.is_human_readable() && !super::is_columnar() {
+            deserializer.deserialize_str(V)
+        } else {
+            deserializer.deserialize_byte_buf(V)
+        }
     }
 }
 

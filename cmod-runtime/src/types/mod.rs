@@ -85,6 +85,31 @@ pub use date::{Date, ParseDateError};
 pub use decimal::{Decimal, ParseDecimalError};
 pub use timestamp::{ParseTimestampError, Timestamp};
 
+thread_local! {
+    /// Set while rows are encoded to or decoded from Arrow columns (feature `tables`).
+    static COLUMNAR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with [`Binary`] and [`Timestamp`] in their columnar encodings: raw bytes for binary
+/// columns, and timestamps read as text rather than epoch milliseconds. serde_arrow's nested
+/// (de)serializers report themselves human-readable, so the types cannot tell on their own.
+#[cfg_attr(not(feature = "tables"), allow(dead_code))]
+pub(crate) fn columnar<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            COLUMNAR.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(COLUMNAR.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether [`columnar`] is in effect on this thread.
+pub(crate) fn is_columnar() -> bool {
+    COLUMNAR.with(std::cell::Cell::get)
+}
+
 /// JSON Schema `format` of [`Date`] (and `chrono::NaiveDate`).
 pub(crate) const FORMAT_DATE: &str = "date";
 /// JSON Schema `format` of [`Timestamp`] (and `chrono::DateTime`).

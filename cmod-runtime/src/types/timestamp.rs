@@ -133,7 +133,13 @@ impl<'de> Deserialize<'de> for Timestamp {
                     .ok_or_else(|| E::custom(millis_error(v)))
             }
         }
-        deserializer.deserialize_any(V)
+        // Binary formats (Arrow timestamp columns) hand out integers in the column's unit, not
+        // epoch milliseconds: ask them for the RFC 3339 text instead.
+        if deserializer.is_human_readable() && !super::is_columnar() {
+            deserializer.deserialize_any(V)
+        } else {
+            deserializer.deserialize_str(V)
+        }
     }
 }
 

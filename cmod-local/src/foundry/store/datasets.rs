@@ -4,17 +4,28 @@
 //! datasets/<rid>/branches/<branch>/<path…>        committed files of a branch (seed here)
 //! datasets/<rid>/transactions/<txn rid>.json      transaction metadata (type, status, times)
 //! datasets/<rid>/transactions/<txn rid>/<path…>   files uploaded into an OPEN transaction
+//! datasets/<rid>/transactions/<txn rid>.deletes   paths an OPEN DELETE transaction removes (JSON)
+//! datasets/<rid>/views/<branch>.json              which committed transaction added each file
+//! datasets/<rid>/schemas/<branch>/<txn rid>.json  schemas (schema.rs)
 //! ```
+//!
+//! The branch directory is the branch's current view. `views/<branch>.json` maps each path to
+//! the transaction that added it; a file missing there (seeded by hand) belongs to
+//! [`SEED_TRANSACTION_RID`], the start of every branch. Transaction ranges
+//! (`startTransactionRid` / `endTransactionRid`) select the files of the current view added by the
+//! committed transactions in that range: incremental reads. Older versions of a file replaced by
+//! a later `UPDATE` (or removed by a `DELETE` / `SNAPSHOT`) are not kept.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::{
     DataStore, Page, StoreError, TransactionStatus, branch_dir_name, check_branch, check_path,
-    check_rid, conflict, create_dir, create_parent, discard_upload_on_error, io, merge_into,
-    move_file, mtime, not_found, now, read_json_entries, read_transaction, to_json,
-    upload_target_in, walk, write_atomic, write_file,
+    check_rid, conflict, create_dir, create_parent, discard_upload_on_error, invalid, io,
+    merge_into, move_file, mtime, not_found, now, read_json, read_json_entries, read_transaction,
+    to_json, upload_target_in, walk, write_atomic, write_file,
 };
 use crate::foundry::oauth::random_uuid;
 
@@ -26,8 +37,10 @@ pub enum TransactionType {
     Snapshot,
     /// Adds or replaces files.
     Update,
-    /// Adds files.
+    /// Adds files; committing fails (`FileAlreadyExists`) if one is already in the view.
     Append,
+    /// Removes files from the view.
+    Delete,
 }
 
 /// A dataset transaction, as stored in `transactions/<rid>.json` and returned by the API.
@@ -58,8 +71,33 @@ pub struct FileEntry {
     pub size: u64,
     /// RFC 3339 modification time.
     pub updated_time: String,
-    /// The last committed transaction of the branch (or a fixed seed RID for hand-seeded files).
+    /// The committed transaction that added the file (or [`SEED_TRANSACTION_RID`] for files
+    /// seeded by hand).
     pub transaction_rid: String,
+}
+
+/// A range of committed transactions of a branch (`startTransactionRid`, `endTransactionRid`,
+/// both inclusive); `None` ends are the branch's first (the seed) and newest transactions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransactionRange {
+    /// The oldest transaction whose files are included.
+    pub start: Option<String>,
+    /// The newest transaction whose files are included.
+    pub end: Option<String>,
+}
+
+/// `views/<branch>.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ViewOwners {
+    /// Path → the committed transaction that added it.
+    files: BTreeMap<String, String>,
+}
+
+fn owner_of(owners: &BTreeMap<String, String>, path: &str) -> String {
+    owners
+        .get(path)
+        .cloned()
+        .unwrap_or_else(|| SEED_TRANSACTION_RID.to_owned())
 }
 
 /// The transaction RID reported for files seeded by hand (no transaction committed yet).
@@ -67,7 +105,7 @@ pub const SEED_TRANSACTION_RID: &str =
     "ri.foundry.main.transaction.00000000-0000-0000-0000-000000000000";
 
 impl DataStore {
-    fn dataset_dir(&self, rid: &str) -> Result<PathBuf, StoreError> {
+    pub(super) fn dataset_dir(&self, rid: &str) -> Result<PathBuf, StoreError> {
         check_rid(rid)?;
         self.resource_dir("datasets", rid, "DatasetNotFound", "dataset")
     }
@@ -148,11 +186,12 @@ impl DataStore {
                     format!("{rid}: no file `{path}` on branch `{branch}`"),
                 )
             })?;
+        let owners = self.view_owners(rid, branch)?;
         Ok(FileEntry {
             path: path.to_owned(),
             size: meta.len(),
             updated_time: mtime(&meta),
-            transaction_rid: self.head_transaction(rid, branch)?,
+            transaction_rid: owner_of(&owners, path),
         })
     }
 
@@ -166,34 +205,42 @@ impl DataStore {
         page_size: Option<usize>,
         page_token: Option<&str>,
     ) -> Result<Page<FileEntry>, StoreError> {
-        let dir = self.branch_dir(rid, branch)?;
-        if !dir.is_dir() {
-            return Err(not_found(
-                "BranchNotFound",
-                format!("dataset {rid} has no branch `{branch}`"),
-            ));
-        }
-        let head = self.head_transaction(rid, branch)?;
+        self.list_files_in(
+            rid,
+            branch,
+            &TransactionRange::default(),
+            prefix,
+            page_size,
+            page_token,
+        )
+    }
+
+    /// [`DataStore::list_files`] restricted to the files added by the committed transactions in
+    /// `range`.
+    pub fn list_files_in(
+        &self,
+        rid: &str,
+        branch: &str,
+        range: &TransactionRange,
+        prefix: Option<&str>,
+        page_size: Option<usize>,
+        page_token: Option<&str>,
+    ) -> Result<Page<FileEntry>, StoreError> {
         let size = self.page_size(page_size);
         let mut items = Vec::new();
         let mut more = false;
-        for (path, meta) in walk(&dir)? {
-            if prefix.is_some_and(|p| !path.starts_with(p)) {
+        for f in self.view_files(rid, branch, range)? {
+            if prefix.is_some_and(|p| !f.path.starts_with(p)) {
                 continue;
             }
-            if page_token.is_some_and(|t| path.as_str() <= t) {
+            if page_token.is_some_and(|t| f.path.as_str() <= t) {
                 continue;
             }
             if items.len() == size {
                 more = true;
                 break;
             }
-            items.push(FileEntry {
-                size: meta.len(),
-                updated_time: mtime(&meta),
-                transaction_rid: head.clone(),
-                path,
-            });
+            items.push(f);
         }
         let next_page_token = if more {
             items.last().map(|f: &FileEntry| f.path.clone())
@@ -206,8 +253,117 @@ impl DataStore {
         })
     }
 
+    /// Every file of the branch's view added by a committed transaction in `range`, sorted by
+    /// path.
+    pub fn view_files(
+        &self,
+        rid: &str,
+        branch: &str,
+        range: &TransactionRange,
+    ) -> Result<Vec<FileEntry>, StoreError> {
+        let dir = self.branch_dir(rid, branch)?;
+        if !dir.is_dir() {
+            return Err(not_found(
+                "BranchNotFound",
+                format!("dataset {rid} has no branch `{branch}`"),
+            ));
+        }
+        let allowed = self.range_transactions(rid, branch, range)?;
+        let owners = self.view_owners(rid, branch)?;
+        let mut out = Vec::new();
+        for (path, meta) in walk(&dir)? {
+            let owner = owner_of(&owners, &path);
+            if allowed.as_ref().is_some_and(|a| !a.contains(&owner)) {
+                continue;
+            }
+            out.push(FileEntry {
+                size: meta.len(),
+                updated_time: mtime(&meta),
+                transaction_rid: owner,
+                path,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The transactions `range` selects, `None` for all of them (no range given).
+    fn range_transactions(
+        &self,
+        rid: &str,
+        branch: &str,
+        range: &TransactionRange,
+    ) -> Result<Option<BTreeSet<String>>, StoreError> {
+        if range.start.is_none() && range.end.is_none() {
+            return Ok(None);
+        }
+        let chain = self.committed_chain(rid, branch)?;
+        let position = |param: &str, t: &str| -> Result<usize, StoreError> {
+            if let Some(i) = chain.iter().position(|c| c == t) {
+                return Ok(i);
+            }
+            // Explain why: unknown, open/aborted, or of another branch.
+            let txn = self.transaction(rid, t)?;
+            Err(invalid(
+                if txn.status == TransactionStatus::Committed {
+                    "InvalidParameterCombination"
+                } else {
+                    "TransactionNotCommitted"
+                },
+                format!(
+                    "{param} {t} is a {:?} transaction of branch `{}`: it must be a committed \
+                     transaction of branch `{branch}`",
+                    txn.status, txn.branch_name
+                ),
+            ))
+        };
+        let start = match &range.start {
+            Some(t) => position("startTransactionRid", t)?,
+            None => 0,
+        };
+        let end = match &range.end {
+            Some(t) => position("endTransactionRid", t)?,
+            None => chain.len() - 1,
+        };
+        if start > end {
+            return Err(invalid(
+                "InvalidParameterCombination",
+                "startTransactionRid was committed after endTransactionRid",
+            ));
+        }
+        Ok(Some(chain[start..=end].iter().cloned().collect()))
+    }
+
+    fn view_path(&self, rid: &str, branch: &str) -> Result<PathBuf, StoreError> {
+        Ok(self
+            .dataset_dir(rid)?
+            .join("views")
+            .join(format!("{}.json", branch_dir_name(branch))))
+    }
+
+    /// Which committed transaction added each file of the branch's view (files seeded by hand
+    /// are missing).
+    fn view_owners(&self, rid: &str, branch: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let p = self.view_path(rid, branch)?;
+        if !p.is_file() {
+            return Ok(BTreeMap::new());
+        }
+        let v: ViewOwners = read_json(&p)?;
+        Ok(v.files)
+    }
+
+    fn save_view_owners(
+        &self,
+        rid: &str,
+        branch: &str,
+        files: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let p = self.view_path(rid, branch)?;
+        create_parent(&p)?;
+        write_atomic(&p, &to_json(&ViewOwners { files })?)
+    }
+
     /// The newest committed transaction of the branch, or [`SEED_TRANSACTION_RID`].
-    fn head_transaction(&self, rid: &str, branch: &str) -> Result<String, StoreError> {
+    pub(super) fn head_transaction(&self, rid: &str, branch: &str) -> Result<String, StoreError> {
         Ok(self
             .transactions(rid)?
             .into_iter()
@@ -315,7 +471,16 @@ impl DataStore {
     /// [`DataStore::finish_upload`] once fully written.
     pub fn upload_target(&self, rid: &str, txn: &str, path: &str) -> Result<PathBuf, StoreError> {
         check_path(path)?;
-        self.open_transaction(rid, txn)?;
+        let t = self.open_transaction(rid, txn)?;
+        if !super::schema::accepts_uploads(t.transaction_type) {
+            return Err(invalid(
+                "InvalidTransactionType",
+                format!(
+                    "transaction {txn} of {rid} is a DELETE transaction: upload `{path}` into a \
+                     SNAPSHOT, APPEND or UPDATE transaction"
+                ),
+            ));
+        }
         upload_target_in(&self.dataset_dir(rid)?.join("transactions"))
     }
 
@@ -347,7 +512,10 @@ impl DataStore {
         discard_upload_on_error(tmp, result)
     }
 
-    /// Commits an open transaction: its files become the branch's (SNAPSHOT) or are added to it.
+    /// Commits an open transaction: its files become the branch's view (`SNAPSHOT`), are added
+    /// to it (`APPEND`, which fails with `FileAlreadyExists` and stays open if one of them is
+    /// already in the view; `UPDATE`, which replaces them), or its deleted paths leave the view
+    /// (`DELETE`).
     pub async fn commit_transaction(
         &self,
         rid: &str,
@@ -359,6 +527,8 @@ impl DataStore {
         let staged = ds.join("transactions").join(txn);
         create_dir(&staged)?;
         let branch = self.branch_dir(rid, &t.branch_name)?;
+        let staged_paths: Vec<String> = walk(&staged)?.into_iter().map(|(p, _)| p).collect();
+        let mut owners = self.view_owners(rid, &t.branch_name)?;
         match t.transaction_type {
             TransactionType::Snapshot => {
                 let trash = ds
@@ -372,13 +542,89 @@ impl DataStore {
                 std::fs::rename(&staged, &branch)
                     .map_err(io(format!("committing into {}", branch.display())))?;
                 let _ = std::fs::remove_dir_all(&trash);
+                owners.clear();
             }
-            TransactionType::Update | TransactionType::Append => merge_into(&staged, &branch)?,
+            TransactionType::Append => {
+                if let Some(existing) = staged_paths.iter().find(|p| branch.join(p).exists()) {
+                    return Err(conflict(
+                        "FileAlreadyExists",
+                        format!(
+                            "APPEND transaction {txn} of {rid} writes `{existing}`, which is \
+                             already in the view of branch `{}`: an APPEND transaction may only \
+                             add new files (use UPDATE to replace files, or abort it)",
+                            t.branch_name
+                        ),
+                    ));
+                }
+                merge_into(&staged, &branch)?;
+            }
+            TransactionType::Update => merge_into(&staged, &branch)?,
+            TransactionType::Delete => {
+                for path in self.staged_deletes(rid, txn)? {
+                    let file = branch.join(&path);
+                    match std::fs::remove_file(&file) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io(format!("deleting {}", file.display()))(e)),
+                    }
+                    owners.remove(&path);
+                }
+                let _ = std::fs::remove_file(self.deletes_path(rid, txn)?);
+                let _ = std::fs::remove_dir_all(&staged);
+            }
         }
+        for p in staged_paths {
+            owners.insert(p, txn.to_owned());
+        }
+        self.save_view_owners(rid, &t.branch_name, owners)?;
         t.status = TransactionStatus::Committed;
         t.closed_time = Some(now());
         self.save_transaction(rid, &t)?;
         Ok(t)
+    }
+
+    fn deletes_path(&self, rid: &str, txn: &str) -> Result<PathBuf, StoreError> {
+        Ok(self
+            .dataset_dir(rid)?
+            .join("transactions")
+            .join(format!("{txn}.deletes")))
+    }
+
+    fn staged_deletes(&self, rid: &str, txn: &str) -> Result<Vec<String>, StoreError> {
+        let p = self.deletes_path(rid, txn)?;
+        if !p.is_file() {
+            return Ok(Vec::new());
+        }
+        read_json(&p)
+    }
+
+    /// Records that the open `DELETE` transaction `txn` removes `path` from its branch's view
+    /// (`FileNotFound` if the view has no such file).
+    pub async fn delete_file(&self, rid: &str, txn: &str, path: &str) -> Result<(), StoreError> {
+        check_path(path)?;
+        let _guard = self.lock.lock().await;
+        let t = self.open_transaction(rid, txn)?;
+        if t.transaction_type != TransactionType::Delete {
+            return Err(invalid(
+                "InvalidTransactionType",
+                format!(
+                    "transaction {txn} of {rid} is {:?}: files are deleted in a DELETE \
+                     transaction",
+                    t.transaction_type
+                ),
+            ));
+        }
+        if !self.branch_dir(rid, &t.branch_name)?.join(path).is_file() {
+            return Err(not_found(
+                "FileNotFound",
+                format!("{rid}: no file `{path}` on branch `{}`", t.branch_name),
+            ));
+        }
+        let mut paths = self.staged_deletes(rid, txn)?;
+        if !paths.iter().any(|p| p == path) {
+            paths.push(path.to_owned());
+        }
+        write_atomic(&self.deletes_path(rid, txn)?, &to_json(&paths)?)
     }
 
     /// Aborts an open transaction: its files are deleted.
@@ -387,6 +633,7 @@ impl DataStore {
         let mut t = self.open_transaction(rid, txn)?;
         let staged = self.dataset_dir(rid)?.join("transactions").join(txn);
         let _ = std::fs::remove_dir_all(&staged);
+        let _ = std::fs::remove_file(self.deletes_path(rid, txn)?);
         t.status = TransactionStatus::Aborted;
         t.closed_time = Some(now());
         self.save_transaction(rid, &t)?;
@@ -523,6 +770,130 @@ mod tests {
         assert_eq!(
             statuses,
             [TransactionStatus::Aborted, TransactionStatus::Committed]
+        );
+    }
+
+    async fn upload(s: &DataStore, txn: &str, path: &str, body: &[u8]) {
+        let tmp = s.upload_target("ri.ds.1", txn, path).unwrap();
+        std::fs::write(&tmp, body).unwrap();
+        s.finish_upload("ri.ds.1", txn, path, &tmp).await.unwrap();
+    }
+
+    async fn committed(s: &DataStore, kind: TransactionType, files: &[(&str, &[u8])]) -> String {
+        let t = s
+            .create_transaction("ri.ds.1", "master", kind)
+            .await
+            .unwrap();
+        for (p, b) in files {
+            upload(s, &t.rid, p, b).await;
+        }
+        s.commit_transaction("ri.ds.1", &t.rid).await.unwrap();
+        t.rid
+    }
+
+    fn paths(s: &DataStore, range: &TransactionRange) -> Vec<(String, String)> {
+        s.view_files("ri.ds.1", "master", range)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.path, f.transaction_rid))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn append_refuses_to_overwrite_and_stays_open() {
+        let (_d, s) = store(10);
+        s.put_file("ri.ds.1", "master", "seed.csv", b"a").unwrap();
+        let t = s
+            .create_transaction("ri.ds.1", "master", TransactionType::Append)
+            .await
+            .unwrap();
+        upload(&s, &t.rid, "seed.csv", b"b").await;
+        let e = s.commit_transaction("ri.ds.1", &t.rid).await.unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Conflict { name: "FileAlreadyExists", detail } if detail.contains("seed.csv")),
+            "{e}"
+        );
+        assert_eq!(
+            s.transaction("ri.ds.1", &t.rid).unwrap().status,
+            TransactionStatus::Open
+        );
+        s.abort_transaction("ri.ds.1", &t.rid).await.unwrap();
+        assert_eq!(s.read_file("ri.ds.1", "master", "seed.csv").unwrap(), b"a");
+    }
+
+    #[tokio::test]
+    async fn ranges_select_the_files_each_transaction_added() {
+        let (_d, s) = store(10);
+        s.put_file("ri.ds.1", "master", "seed.csv", b"s").unwrap();
+        let a = committed(&s, TransactionType::Append, &[("a.csv", b"a")]).await;
+        let u = committed(
+            &s,
+            TransactionType::Update,
+            &[("b.csv", b"b"), ("seed.csv", b"S")],
+        )
+        .await;
+        let seed = SEED_TRANSACTION_RID.to_owned();
+        assert_eq!(
+            paths(&s, &TransactionRange::default()),
+            [
+                ("a.csv".to_owned(), a.clone()),
+                ("b.csv".to_owned(), u.clone()),
+                ("seed.csv".to_owned(), u.clone())
+            ]
+        );
+        let since_a = TransactionRange {
+            start: Some(a.clone()),
+            end: None,
+        };
+        assert_eq!(paths(&s, &since_a).len(), 3);
+        let only_u = TransactionRange {
+            start: Some(u.clone()),
+            end: Some(u.clone()),
+        };
+        assert_eq!(
+            paths(&s, &only_u),
+            [
+                ("b.csv".to_owned(), u.clone()),
+                ("seed.csv".to_owned(), u.clone())
+            ]
+        );
+        let up_to_a = TransactionRange {
+            start: None,
+            end: Some(a.clone()),
+        };
+        assert_eq!(paths(&s, &up_to_a), [("a.csv".to_owned(), a.clone())]);
+        let backwards = TransactionRange {
+            start: Some(u.clone()),
+            end: Some(a.clone()),
+        };
+        assert!(s.view_files("ri.ds.1", "master", &backwards).is_err());
+        let _ = seed;
+
+        // DELETE removes from the view; SNAPSHOT replaces it and forgets the owners.
+        let d = s
+            .create_transaction("ri.ds.1", "master", TransactionType::Delete)
+            .await
+            .unwrap();
+        assert!(s.upload_target("ri.ds.1", &d.rid, "x.csv").is_err());
+        assert!(s.delete_file("ri.ds.1", &d.rid, "nope.csv").await.is_err());
+        s.delete_file("ri.ds.1", &d.rid, "a.csv").await.unwrap();
+        assert_eq!(
+            paths(&s, &TransactionRange::default()).len(),
+            3,
+            "not yet committed"
+        );
+        s.commit_transaction("ri.ds.1", &d.rid).await.unwrap();
+        assert_eq!(
+            paths(&s, &TransactionRange::default()),
+            [
+                ("b.csv".to_owned(), u.clone()),
+                ("seed.csv".to_owned(), u.clone())
+            ]
+        );
+        let snap = committed(&s, TransactionType::Snapshot, &[("new.csv", b"n")]).await;
+        assert_eq!(
+            paths(&s, &TransactionRange::default()),
+            [("new.csv".to_owned(), snap)]
         );
     }
 }

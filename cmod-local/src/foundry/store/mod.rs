@@ -6,6 +6,9 @@
 //!   datasets/<rid>/branches/<branch>/<path…>        committed files of a branch (seed here)
 //!   datasets/<rid>/transactions/<txn rid>.json      transaction metadata (type, status, times)
 //!   datasets/<rid>/transactions/<txn rid>/<path…>   files uploaded into an OPEN transaction
+//!   datasets/<rid>/transactions/<txn rid>.deletes   paths an OPEN DELETE transaction removes
+//!   datasets/<rid>/views/<branch>.json              the transaction that added each file of the view
+//!   datasets/<rid>/schemas/<branch>/<txn rid>.json  the schema put for a transaction (putSchema)
 //!   streams/<rid>/<branch>.jsonl                    one JSON record per line; offset = line number
 //!   streams/<rid>/subscribers/<branch>/<id>.json    a stream subscriber (streams.rs)
 //!   mediasets/<rid>/mediaset.json                   optional: {"transactionPolicy": "NO_TRANSACTIONS"}
@@ -17,7 +20,8 @@
 //! `%` and `/` percent-encoded (`feature/x` → `feature%2Fx`).
 //!
 //! Committing a `SNAPSHOT` transaction replaces the branch's files with the transaction's;
-//! `UPDATE` and `APPEND` add or replace the uploaded files. An aborted transaction's files are
+//! `UPDATE` adds or replaces the uploaded files, `APPEND` only adds (committing fails with
+//! `FileAlreadyExists` if a file is already in the view), `DELETE` removes files. An aborted transaction's files are
 //! deleted; its metadata stays, so tests can see what happened. One transaction per dataset
 //! branch may be open at a time (`OpenTransactionAlreadyExists`).
 //!
@@ -25,7 +29,7 @@
 //! streamed to and from disk without being held in memory.
 //!
 //! One file per kind of resource, matching the handlers in `foundry/`: [`datasets`] (branches,
-//! files, transactions), [`streams`] (records, offsets index, subscribers), [`media`] (items,
+//! files, transactions), [`schema`] (dataset schemas), [`streams`] (records, offsets index, subscribers), [`media`] (items,
 //! media-set transactions). This file holds what they share: [`DataStore`], [`DataOptions`],
 //! [`StoreError`], name and path checks, and the file helpers.
 
@@ -37,10 +41,14 @@ use super::oauth::random_uuid;
 
 mod datasets;
 mod media;
+mod schema;
 mod streams;
 
-pub use datasets::{FileEntry, SEED_TRANSACTION_RID, Transaction, TransactionType};
+pub use datasets::{
+    FileEntry, SEED_TRANSACTION_RID, Transaction, TransactionRange, TransactionType,
+};
 pub use media::MediaTransaction;
+pub use schema::{DataframeReader, DatasetSchema, FieldSchema, FieldType, StoredSchema};
 pub use streams::{Subscriber, SubscriberStart};
 
 /// Options of the local Foundry's data endpoints.
