@@ -61,15 +61,30 @@ impl PollLoop<'_> {
         let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
         let mut connected = false;
         let mut shutting_down = false;
+        // The job that took the last free slot runs on this task while there is nothing to
+        // poll for (at MAX_CONCURRENT_TASKS=1: every job). It moves to a task of its own as
+        // soon as a slot frees and the loop polls again, or at shutdown. No spawn, no hand-off
+        // between tasks (and so between worker threads) for the job that fills the slots.
+        let mut inline: Option<JobFuture> = None;
         while !shutting_down {
             let permit = tokio::select! {
                 biased;
                 _ = &mut *shutdown => break,
-                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                () = run_inline(&mut inline) => {
+                    inline = None;
+                    while jobs.try_join_next().is_some() {}
+                    continue;
+                }
+                // Only another job can free a slot while one runs inline. (When none runs, not
+                // waiting here also spares the loop a wake-up by its own inline job's permit.)
+                permit = Arc::clone(&slots).acquire_owned(), if inline.is_none() || !jobs.is_empty() => match permit {
                     Ok(p) => p,
                     Err(_) => break,
                 },
             };
+            if let Some(job) = inline.take() {
+                jobs.spawn(job);
+            }
             let poll = shared.client.poll();
             tokio::pin!(poll);
             let polled = tokio::select! {
@@ -115,10 +130,15 @@ impl PollLoop<'_> {
                     connected = true;
                     backoff.reset();
                     let shared = Arc::clone(shared);
-                    jobs.spawn(async move {
+                    let job: JobFuture = Box::pin(async move {
                         run_job(&shared, job).await;
                         drop(permit);
                     });
+                    if slots.available_permits() == 0 && !shutting_down {
+                        inline = Some(job);
+                    } else {
+                        jobs.spawn(job);
+                    }
                 }
                 Ok(Polled::Malformed { job_id, error }) => {
                     connected = true;
@@ -154,7 +174,21 @@ impl PollLoop<'_> {
             }
             while jobs.try_join_next().is_some() {}
         }
+        if let Some(job) = inline.take() {
+            jobs.spawn(job);
+        }
         jobs
+    }
+}
+
+/// A job with its slot's permit, to run on the loop's task or a task of its own.
+type JobFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs the inline job to completion; never completes when there is none.
+async fn run_inline(inline: &mut Option<JobFuture>) {
+    match inline {
+        Some(job) => job.await,
+        None => std::future::pending().await,
     }
 }
 
