@@ -12,7 +12,6 @@ use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
-use hyper::body::Incoming;
 use reqwest::Url;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -409,7 +408,7 @@ impl RuntimeClient {
         target: &Target,
         request: Request<h1::Body>,
         response: Duration,
-    ) -> Result<http::Response<Incoming>, ClientError> {
+    ) -> Result<http::Response<h1::ResponseBody>, ClientError> {
         let progress = Progress::new(false);
         let limits = Limits {
             response,
@@ -837,6 +836,8 @@ impl RuntimeClient {
         if !status.is_success() {
             return Err(self.status_error(DURING, resp, status).await);
         }
+        // Let go of the response: its connection finishes the body without this task.
+        drop(resp);
         // A 2xx counts only for a body that was sent whole.
         if !progress.ended() {
             tokio::select! {
@@ -863,7 +864,7 @@ impl RuntimeClient {
     async fn status_error(
         &self,
         during: &'static str,
-        resp: http::Response<Incoming>,
+        resp: http::Response<h1::ResponseBody>,
         status: StatusCode,
     ) -> ClientError {
         // The body only explains the status: a stalled or broken one is left out.

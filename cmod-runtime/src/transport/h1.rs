@@ -10,21 +10,35 @@
 //! flattening buffer (`writev(false)`: one record per flush), builds request targets without a
 //! URL parser, and keeps at most a few idle connections per origin.
 //!
+//! **No connection task.** A connection's I/O is driven by the task that uses it: the request
+//! future while the request goes out and the response head comes in, then the response body
+//! while it is read ([`ResponseBody`]); an idle pooled connection is driven by no one and looked
+//! at when it is taken out. With a task per connection, every request and every response
+//! crossed between two tasks, and on Tokio's multi-thread runtime those hand-offs woke idle
+//! worker threads (futex wake-ups, then lock contention between the threads): at
+//! `MAX_CONCURRENT_TASKS=1` that was most of what separated the job loop from the
+//! single-threaded floor. A connection still busy when its user lets go of it (the runtime
+//! answered before the request body ended, or a response body was left unread) is finished on a
+//! task of its own, bounded in time, and then kept.
+//!
 //! It follows no redirect (there is no redirect handling at all) and sends no `Referer`: the
 //! module auth token only ever goes to the origin it was configured for.
 
+use std::future::{Future, poll_fn};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::pin::Pin;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http::header::HOST;
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt as _;
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
@@ -36,7 +50,6 @@ use tokio_rustls::client::TlsStream;
 
 /// A request body: empty, buffered or streamed; errors abort the request.
 pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
-
 /// Why a request got no response.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum H1Error {
@@ -105,9 +118,137 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// How long a connection its user let go of while still busy may take to finish its exchange
+/// (send the rest of a request body, receive the rest of a response body) before it is dropped.
+const FINISH_LIMIT: Duration = Duration::from_secs(30);
+/// How much of a response body no one read is drained to keep its connection; a larger one
+/// closes the connection instead.
+const DRAIN_LIMIT: usize = 64 * 1024;
+/// How many times in a row a connection that keeps waking its own task during a poll is polled
+/// again at once, before the scheduler gets to run other tasks (see [`ConnIo::poll_with`]).
+const REWAKE_ROUNDS: usize = 8;
+
+/// The state machine doing one connection's I/O (hyper's `Connection`).
+type Driver = http1::Connection<TokioIo<Io>, Body>;
+
+/// One HTTP/1.1 connection: the handle requests go in through, and its I/O.
+struct Conn {
+    sender: SendRequest<Body>,
+    io: ConnIo,
+}
+
+/// A connection's I/O, driven by whoever waits on the connection.
+struct ConnIo {
+    /// `None` once the connection is over (closed by either side, or failed): its error, if
+    /// any, reached the request or body waiting on it.
+    driver: Option<Pin<Box<Driver>>>,
+    filter: Arc<WakeFilter>,
+    waker: Waker,
+}
+
+/// The waker a connection's I/O and its waiters are polled with: notes wake-ups that happen
+/// during [`ConnIo::poll_with`], forwards the others to the task.
+struct WakeFilter {
+    polling: AtomicBool,
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for WakeFilter {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // SeqCst on both sides: either this wake-up sees the poll in progress, or the poll sees
+        // `woken` once it is over (then the task may be polled once more than needed, never
+        // once less).
+        self.woken.store(true, Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst) {
+            self.task.wake();
+        }
+    }
+}
+
+impl Conn {
+    fn new(sender: SendRequest<Body>, driver: Driver) -> Self {
+        let filter = Arc::new(WakeFilter {
+            polling: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
+            task: AtomicWaker::new(),
+        });
+        let waker = Waker::from(Arc::clone(&filter));
+        Self {
+            sender,
+            io: ConnIo {
+                driver: Some(Box::pin(driver)),
+                filter,
+                waker,
+            },
+        }
+    }
+
+    /// Lets the connection process what it already received, without waiting (an idle one: a
+    /// close by the server). Whether it can take a request now.
+    fn settle(&mut self) -> bool {
+        self.io.poll_driver(&mut Context::from_waker(Waker::noop()));
+        self.io.driver.is_some() && self.sender.is_ready()
+    }
+}
+
+impl ConnIo {
+    /// Polls the connection's I/O, then `f` (which waits on something the I/O produces: a
+    /// response, a body frame), both with the connection's waker.
+    ///
+    /// The I/O wakes its own task often while it works (hyper's dispatcher between reading and
+    /// writing, a response handed to its waiter): such wake-ups, noted during the poll, make this
+    /// poll again at once instead of returning `Pending` with the task notified — which Tokio's
+    /// multi-thread runtime treats as a yield, re-queueing the task and waking an idle worker
+    /// thread to steal it. After `REWAKE_ROUNDS` rounds it yields after all (something that
+    /// yields on purpose, e.g. out of Tokio's cooperative budget, still does).
+    fn poll_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut f: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        self.filter.task.register(cx.waker());
+        let waker = self.waker.clone();
+        let mut inner = Context::from_waker(&waker);
+        for _ in 0..REWAKE_ROUNDS {
+            self.filter.woken.store(false, Ordering::SeqCst);
+            self.filter.polling.store(true, Ordering::SeqCst);
+            self.poll_driver(&mut inner);
+            let polled = f(&mut inner);
+            self.filter.polling.store(false, Ordering::SeqCst);
+            if polled.is_ready() {
+                return polled;
+            }
+            if !self.filter.woken.swap(false, Ordering::SeqCst) {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Forgets the task that last waited on the connection: wake-ups of the connection no one
+    /// waits on go nowhere.
+    fn detach(&self) {
+        self.filter.task.register(Waker::noop());
+    }
+
+    fn poll_driver(&mut self, cx: &mut Context<'_>) {
+        if let Some(driver) = &mut self.driver
+            && driver.as_mut().poll(cx).is_ready()
+        {
+            self.driver = None;
+        }
+    }
+}
+
 /// An idle connection and since when it has been idle.
 struct Idle {
-    sender: SendRequest<Body>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -117,16 +258,174 @@ struct Pool {
     host_header: HeaderValue,
     server_name: ServerName<'static>,
     idle: Mutex<Vec<Idle>>,
+    idle_timeout: Duration,
+    max_idle: usize,
+}
+
+impl Pool {
+    /// An idle connection ready for a request, dropping expired ones and ones the server closed.
+    fn checkout(&self) -> Option<Conn> {
+        let now = Instant::now();
+        loop {
+            let idle = {
+                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                idle.retain(|c| now.duration_since(c.since) < self.idle_timeout);
+                // The most recently used: its TLS session and buffers are warm.
+                idle.pop()?
+            };
+            let mut conn = idle.conn;
+            if conn.settle() {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn checkin(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.max_idle {
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Takes `conn` back once its user is done with it: kept when it can take another request;
+    /// finished on a task of its own when it is still busy (the rest of a request body still
+    /// going out after an early answer, or `unread`, a response body no one read).
+    fn release(self: &Arc<Self>, mut conn: Conn, unread: Option<Incoming>) {
+        let unread = unread.filter(|body| !body.is_end_stream());
+        if unread.is_none() && conn.settle() {
+            self.checkin(conn);
+            return;
+        }
+        if conn.io.driver.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = Arc::clone(self);
+        runtime.spawn(async move {
+            if let Ok(true) = tokio::time::timeout(FINISH_LIMIT, finish(&mut conn, unread)).await {
+                pool.checkin(conn);
+            }
+        });
+    }
+}
+
+/// Drives `conn` until it can take another request, draining `unread` (at most `DRAIN_LIMIT`
+/// bytes). Whether it can.
+async fn finish(conn: &mut Conn, mut unread: Option<Incoming>) -> bool {
+    let Conn { sender, io } = conn;
+    let mut drained = 0usize;
+    poll_fn(|cx| {
+        io.poll_with(cx, |cx| {
+            while let Some(body) = &mut unread {
+                match Pin::new(body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        drained += frame.data_ref().map_or(0, Bytes::len);
+                        if drained > DRAIN_LIMIT {
+                            return Poll::Ready(false);
+                        }
+                    }
+                    Poll::Ready(None) => unread = None,
+                    Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if sender.is_ready() {
+                Poll::Ready(true)
+            } else if sender.is_closed() {
+                Poll::Ready(false)
+            } else {
+                Poll::Pending
+            }
+        })
+    })
+    .await
+        && io.driver.is_some()
+}
+
+/// A response body that drives its connection while it is read, and gives the connection back
+/// to the pool when it ends or is dropped.
+pub(crate) struct ResponseBody {
+    incoming: Option<Incoming>,
+    conn: Option<(Conn, Arc<Pool>)>,
+}
+
+impl hyper::body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let Some(incoming) = &mut this.incoming else {
+            return Poll::Ready(None);
+        };
+        let polled = match &mut this.conn {
+            Some((conn, _)) => conn
+                .io
+                .poll_with(cx, |cx| Pin::new(&mut *incoming).poll_frame(cx)),
+            None => Pin::new(incoming).poll_frame(cx),
+        };
+        match &polled {
+            Poll::Ready(None) => {
+                let conn = this.conn.take();
+                if let Some((conn, _)) = &conn {
+                    // What the connection does from now on (the body's end noticed) is no
+                    // longer this task's business: no wake-up of it.
+                    conn.io.detach();
+                }
+                this.incoming = None;
+                if let Some((conn, pool)) = conn {
+                    pool.release(conn, None);
+                }
+            }
+            // The connection is broken: never reused.
+            Poll::Ready(Some(Err(_))) => this.conn = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.as_ref().is_none_or(Incoming::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+    }
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("ended", &self.incoming.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some((conn, pool)) = self.conn.take() {
+            conn.io.detach();
+            pool.release(conn, self.incoming.take());
+        }
+    }
 }
 
 /// An HTTP/1.1 client for a few fixed origins. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct H1Client {
     tls: TlsConnector,
-    pools: Arc<[Pool]>,
+    pools: Arc<[Arc<Pool>]>,
     connect_timeout: Duration,
-    idle_timeout: Duration,
-    max_idle: usize,
 }
 
 impl std::fmt::Debug for H1Client {
@@ -150,7 +449,7 @@ impl H1Client {
         idle_timeout: Duration,
         max_idle: usize,
     ) -> Result<Self, String> {
-        let mut pools: Vec<Pool> = Vec::new();
+        let mut pools: Vec<Arc<Pool>> = Vec::new();
         for origin in origins {
             if pools.iter().any(|p| p.origin == origin) {
                 continue;
@@ -166,30 +465,33 @@ impl H1Client {
                 .map_err(|_| format!("invalid host `{}`", origin.host))?;
             let server_name = ServerName::try_from(origin.host.clone())
                 .map_err(|e| format!("invalid TLS server name `{}`: {e}", origin.host))?;
-            pools.push(Pool {
+            pools.push(Arc::new(Pool {
                 origin,
                 host_header,
                 server_name,
                 idle: Mutex::new(Vec::new()),
-            });
+                idle_timeout,
+                max_idle: max_idle.max(1),
+            }));
         }
         Ok(Self {
             tls: TlsConnector::from(Arc::new(tls)),
             pools: pools.into(),
             connect_timeout,
-            idle_timeout,
-            max_idle: max_idle.max(1),
         })
     }
 
     /// Sends `request` (its URI: a path and query only) to `origin`, which must be one of the
     /// client's. A request that a pooled connection could not take (it had been closed while
     /// idle) goes out again on a new connection: it was never sent, so nothing is repeated.
+    ///
+    /// The connection is driven by the returned future, then by the response's body: read the
+    /// body, or drop the response, before waiting on anything the exchange has yet to do.
     pub(crate) async fn send(
         &self,
         origin: &Origin,
         mut request: Request<Body>,
-    ) -> Result<Response<Incoming>, H1Error> {
+    ) -> Result<Response<ResponseBody>, H1Error> {
         let Some(pool) = self.pools.iter().find(|p| &p.origin == origin) else {
             return Err(H1Error::Connect {
                 origin: origin.to_string(),
@@ -198,20 +500,20 @@ impl H1Client {
         };
         request.headers_mut().insert(HOST, pool.host_header.clone());
         loop {
-            let (mut sender, reused) = match self.checkout(pool) {
-                Some(sender) => (sender, true),
+            let (mut conn, reused) = match pool.checkout() {
+                Some(conn) => (conn, true),
                 None => (self.connect(pool).await?, false),
             };
-            if let Err(e) = sender.ready().await {
-                if reused {
-                    continue;
-                }
-                return Err(H1Error::Http(e));
-            }
-            match sender.try_send_request(request).await {
+            let Conn { sender, io } = &mut conn;
+            let mut response = pin!(sender.try_send_request(request));
+            let answered = poll_fn(|cx| io.poll_with(cx, |cx| response.as_mut().poll(cx))).await;
+            match answered {
                 Ok(response) => {
-                    self.checkin(pool, sender);
-                    return Ok(response);
+                    let pool = Arc::clone(pool);
+                    return Ok(response.map(|incoming| ResponseBody {
+                        incoming: Some(incoming),
+                        conn: Some((conn, pool)),
+                    }));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if reused => request = unsent,
@@ -221,30 +523,8 @@ impl H1Client {
         }
     }
 
-    /// An idle connection ready for a request, dropping closed and expired ones.
-    fn checkout(&self, pool: &Pool) -> Option<SendRequest<Body>> {
-        let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < self.idle_timeout);
-        // The most recently used first: its TLS session and buffers are warm.
-        let i = idle.iter().rposition(|c| c.sender.is_ready())?;
-        Some(idle.swap_remove(i).sender)
-    }
-
-    /// Keeps a connection for the next request once its response is read (until then it is not
-    /// ready, and `checkout` passes it by).
-    fn checkin(&self, pool: &Pool, sender: SendRequest<Body>) {
-        let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < self.max_idle && !sender.is_closed() {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
-        }
-    }
-
-    /// A new connection to `pool`'s origin; its driver runs as a task of its own.
-    async fn connect(&self, pool: &Pool) -> Result<SendRequest<Body>, H1Error> {
+    /// A new connection to `pool`'s origin.
+    async fn connect(&self, pool: &Pool) -> Result<Conn, H1Error> {
         let origin = &pool.origin;
         let connect_error = |message: String| H1Error::Connect {
             origin: origin.to_string(),
@@ -280,15 +560,11 @@ impl H1Client {
         };
         // Flattened writes: headers and small chunks are copied into one buffer and written as
         // one TLS record, not queued as slices that rustls would seal one by one.
-        let (sender, connection) = http1::Builder::new()
+        let (sender, driver) = http1::Builder::new()
             .writev(false)
             .handshake(TokioIo::new(io))
             .await?;
-        tokio::spawn(async move {
-            // Its end (the peer closed, an error) shows as a closed sender.
-            let _ = connection.await;
-        });
-        Ok(sender)
+        Ok(Conn::new(sender, driver))
     }
 }
 

@@ -435,10 +435,10 @@ pub(crate) fn limit_var(
 /// Reads a whole body — a request body in server mode, a response body in the runtime client —
 /// each frame within `idle`: a peer that keeps sending is never cut off. A body of one frame is
 /// returned as it came (no copy).
-pub(crate) async fn read_incoming(
-    mut body: hyper::body::Incoming,
-    idle: Duration,
-) -> Result<Bytes, IncomingError> {
+pub(crate) async fn read_incoming<B>(mut body: B, idle: Duration) -> Result<Bytes, IncomingError>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Unpin,
+{
     use http_body_util::BodyExt as _;
     let mut first: Option<Bytes> = None;
     let mut rest: Vec<u8> = Vec::new();
