@@ -1199,6 +1199,20 @@ mod tests {
         assert_eq!(rt.stats().auth_failures, 3);
         assert_eq!(rt.stats().results_accepted, 2);
 
+        // Schemas and the restart notification.
+        rt.rotate_token(TokenRotation::InPlace).unwrap();
+        let posted = tokio::time::timeout(limit, client.post_schemas(Bytes::from_static(b"[]")))
+            .await
+            .unwrap();
+        assert!(posted.unwrap());
+        rt.rotate_token(TokenRotation::Replace).unwrap();
+        let dropped = tokio::time::timeout(limit, client.restart_notification())
+            .await
+            .unwrap();
+        assert_eq!(dropped.unwrap(), Some(Vec::new()));
+        assert_eq!(rt.stats().auth_failures, 5);
+        assert_eq!(rt.stats().schema_posts, 1);
+
         // The file still holds the refused token: the error is reported as before, after one
         // request (no retry with the same token).
         let accepted = rt.token();
@@ -1210,7 +1224,7 @@ mod tests {
             matches!(refused, Err(ClientError::Status { status: 401, .. })),
             "{refused:?}"
         );
-        assert_eq!(rt.stats().auth_failures, 4);
+        assert_eq!(rt.stats().auth_failures, 6);
         assert_ne!(rt.token(), accepted);
         rt.shutdown().await;
     }
