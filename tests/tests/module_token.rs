@@ -202,3 +202,49 @@ async fn a_deleted_or_broken_token_file_keeps_the_last_good_token() {
     );
     rt.shutdown().await;
 }
+
+/// Jobs in flight when the token rotates, with every slot busy so that no poll is open: the
+/// first requests after the rotation are result posts. Whether they go out with the old token
+/// (refused, the file re-read, posted again) or the once-a-second check saw the new file first
+/// depends on when the last check was; both must deliver every result, with at most one refusal
+/// per post.
+/// (`functions::client` unit tests drive the refused-result path deterministically.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_of_jobs_in_flight_during_a_rotation_are_delivered() {
+    let rt = runtime().await;
+    let module = module(&rt);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    let jobs: Vec<String> = (0..3)
+        .map(|_| rt.enqueue("sleep_ms", json!({"ms": 300})))
+        .collect();
+    let deadline = std::time::Instant::now() + WAIT;
+    while rt.in_flight().len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the jobs were not taken"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    rt.rotate_token(TokenRotation::Replace).unwrap();
+    for job_id in &jobs {
+        assert_eq!(result_of(&rt, job_id, &module).await, json!(300));
+    }
+    let stats = rt.stats();
+    assert_eq!(stats.results_accepted, 3, "{stats:?}");
+    // At most one refusal per result post (they may go out together, all with the old token),
+    // each followed by exactly one retry from the job's own task.
+    assert!(stats.auth_failures <= 3, "{stats:?}");
+    let (status, log) = module.terminate().await;
+    assert!(status.success(), "{status}:\n{log}");
+    let retried = log
+        .lines()
+        .filter(|l| l.contains("retrying with the new one") && l.contains("sleep_ms"))
+        .count();
+    assert_eq!(
+        u64::try_from(retried).unwrap(),
+        stats.auth_failures,
+        "{log}"
+    );
+    eprintln!("refused result posts, each retried once: {retried}");
+    rt.shutdown().await;
+}
