@@ -69,6 +69,9 @@ pub(crate) struct TokenFile<T> {
     interval: Duration,
     convert: Convert<T>,
     cached: Mutex<Cached<T>>,
+    /// Held while the file is stamped and read (rarely: a due check found it changed, or a
+    /// reload), never on the hot path.
+    reading: Mutex<()>,
     /// Bumped each time a read gives a different value: lets a caller tell, after a rejection,
     /// whether the value changed since it sent its request, without a lock on the hot path.
     version: AtomicU64,
@@ -162,6 +165,7 @@ impl<T: Clone + PartialEq> TokenFile<T> {
                 checked: None,
                 refused: None,
             }),
+            reading: Mutex::new(()),
             version: AtomicU64::new(0),
         }
     }
@@ -210,18 +214,13 @@ impl<T: Clone + PartialEq> TokenFile<T> {
         if stamp.is_some() && (stamp == known.0 || stamp == known.1) {
             return self.cached().value.clone();
         }
-        match self.refresh(stamp) {
+        match self.refresh() {
             Ok((value, _)) => value,
-            Err(e) => {
-                let mut cached = self.cached();
-                let first = stamp.is_none() || cached.refused != stamp;
-                cached.refused = stamp;
-                let value = cached.value.clone();
-                drop(cached);
+            Err((e, first)) => {
                 if first {
                     e.log_kept();
                 }
-                value
+                self.cached().value.clone()
             }
         }
     }
@@ -229,20 +228,28 @@ impl<T: Clone + PartialEq> TokenFile<T> {
     /// Re-reads the file now, whatever its stamp says (after the server refused the token):
     /// the new value and whether it differs from the one it replaces.
     pub(crate) fn reload(&self) -> Result<(T, bool), TokenFileError> {
-        let stamp = FileStamp::of(&self.path);
         let now = Instant::now();
-        let result = self.refresh(stamp);
-        let mut cached = self.cached();
-        cached.checked = Some(now);
-        if result.is_err() {
-            cached.refused = stamp;
-        }
+        let result = self.refresh().map_err(|(e, _)| e);
+        self.cached().checked = Some(now);
         result
     }
 
-    /// Reads the file (its version `stamp`) and caches its value.
-    fn refresh(&self, stamp: Option<FileStamp>) -> Result<(T, bool), TokenFileError> {
-        let value = read(self.var, &self.path, self.convert)?;
+    /// Stamps and reads the file and caches its value. Reads are serialized, so a slow read of
+    /// an older version never overwrites a newer one. On failure, the version is remembered as
+    /// refused, and the flag says whether it is the first failure for that version (so it is
+    /// reported once).
+    fn refresh(&self) -> Result<(T, bool), (TokenFileError, bool)> {
+        let _one_at_a_time = self.reading.lock().unwrap_or_else(PoisonError::into_inner);
+        let stamp = FileStamp::of(&self.path);
+        let value = match read(self.var, &self.path, self.convert) {
+            Ok(value) => value,
+            Err(e) => {
+                let mut cached = self.cached();
+                let first = stamp.is_none() || cached.refused != stamp;
+                cached.refused = stamp;
+                return Err((e, first));
+            }
+        };
         let mut cached = self.cached();
         let changed = cached.value != value;
         cached.stamp = stamp;
@@ -407,6 +414,31 @@ mod tests {
         std::fs::write(&file, "better").unwrap();
         assert_eq!(t.current_at(now).expose(), "better");
         assert_eq!(t.path(), file);
+    }
+
+    /// A mounted Kubernetes secret: `token` → `..data/token`, `..data` → a timestamped
+    /// directory; an update writes a new directory and renames a new `..data` link over the old.
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_volume_swapped_through_its_data_link_is_followed() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path();
+        std::fs::create_dir(mount.join("..v1")).unwrap();
+        std::fs::write(mount.join("..v1/token"), "v1-token").unwrap();
+        symlink("..v1", mount.join("..data")).unwrap();
+        symlink("..data/token", mount.join("token")).unwrap();
+        let t = TokenFile::open(VAR, &mount.join("token"), Duration::ZERO, same).unwrap();
+        let now = Instant::now();
+        assert_eq!(t.current_at(now).expose(), "v1-token");
+
+        std::fs::create_dir(mount.join("..v2")).unwrap();
+        std::fs::write(mount.join("..v2/token"), "v2-token").unwrap();
+        symlink("..v2", mount.join("..data_tmp")).unwrap();
+        std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+        std::fs::remove_dir_all(mount.join("..v1")).unwrap();
+        assert_eq!(t.current_at(now).expose(), "v2-token");
+        assert_eq!(t.version(), 1);
     }
 
     #[test]
