@@ -80,5 +80,5 @@ pub mod runtime;
 pub mod tls;
 
 pub use runtime::{
-    Faults, JobResult, JobSpec, LocalError, LocalRuntime, LocalRuntimeOptions, Stats,
+    Faults, JobResult, JobSpec, LocalError, LocalRuntime, LocalRuntimeOptions, Stats, TokenRotation,
 };

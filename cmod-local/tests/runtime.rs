@@ -61,7 +61,7 @@ async fn env_names_the_files_and_uris() {
     assert_eq!(env.len(), 10);
     assert!(rt.runtime_addr().ip().is_loopback());
     assert!(
-        !format!("{rt:?}").contains(rt.token()),
+        !format!("{rt:?}").contains(&rt.token()),
         "Debug must not show the token"
     );
 

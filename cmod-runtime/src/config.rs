@@ -6,7 +6,7 @@
 //! | `GET_JOB_URI`, `POST_RESULT_URI`, `POST_SCHEMA_URI` | full URIs, or paths joined to `RUNTIME_HOST`:`RUNTIME_PORT` |
 //! | `RUNTIME_HOST`, `RUNTIME_PORT` (or `RUNTIME_API`, `SERVICE_HOST`/`SERVICE_PORT`) | host and port for path-only URIs |
 //! | `RESTART_NOTIFICATION_URI` | restart notification; skipped when unset |
-//! | `MODULE_AUTH_TOKEN` | path of the token file, sent (trimmed) as `Module-Auth-Token` |
+//! | `MODULE_AUTH_TOKEN` | path of the token file, sent (trimmed) as `Module-Auth-Token`; the file may change while the module runs: compared at most once a second, re-read at once after a 401/403 (then the request is sent once more with the new token); a file missing, empty or holding a token a header cannot carry keeps the last good token |
 //! | `DEFAULT_CA_PATH`, `CONNECTIONS_TO_OTHER_PODS_CA_PATH` | PEM files; both trusted when present |
 //! | `MAX_CONCURRENT_TASKS` | jobs in flight at once (default 1, at most 1024) |
 //! | `COMPUTE_SESSION_ID` | replica id, added to every log line |
@@ -72,8 +72,12 @@ pub struct RuntimeConfig {
     pub post_schema_uri: Option<String>,
     /// Where to POST the restart notification, if anywhere.
     pub restart_notification_uri: Option<String>,
-    /// The `Module-Auth-Token` value.
+    /// The `Module-Auth-Token` value, as read at startup.
     pub module_auth_token: Option<Secret>,
+    /// The file it was read from (`MODULE_AUTH_TOKEN`). When set, the runtime client watches it
+    /// and sends its current content (checked at most once a second, and again at once after
+    /// the runtime answers 401 or 403); when `None`, `module_auth_token` is sent as it is.
+    pub module_auth_token_file: Option<PathBuf>,
     /// Certificates trusted for runtime calls, with the file each came from.
     pub trusted_cas: Vec<TrustedCa>,
     /// Maximum number of jobs in flight.
@@ -100,6 +104,7 @@ impl fmt::Debug for RuntimeConfig {
                 &self.restart_notification_uri.as_deref().map(shown_url),
             )
             .field("module_auth_token", &self.module_auth_token)
+            .field("module_auth_token_file", &self.module_auth_token_file)
             .field("trusted_cas", &self.trusted_cas)
             .field("max_concurrent_tasks", &self.max_concurrent_tasks)
             .field("concurrent_polls", &self.concurrent_polls)
@@ -274,8 +279,9 @@ impl RuntimeConfig {
         let restart_notification_uri = var(lookup, vars::RESTART_NOTIFICATION_URI)
             .and_then(|u| check_uri(vars::RESTART_NOTIFICATION_URI, &u, &base, &mut problems));
 
-        let module_auth_token = match var(lookup, vars::MODULE_AUTH_TOKEN) {
-            Some(path) => match read_token_file(vars::MODULE_AUTH_TOKEN, Path::new(&path)) {
+        let module_auth_token_file = var(lookup, vars::MODULE_AUTH_TOKEN).map(PathBuf::from);
+        let module_auth_token = match &module_auth_token_file {
+            Some(path) => match read_token_file(vars::MODULE_AUTH_TOKEN, path) {
                 Ok(t) => Some(t),
                 Err(p) => {
                     problems.push(p);
@@ -354,6 +360,7 @@ impl RuntimeConfig {
                 post_schema_uri,
                 restart_notification_uri,
                 module_auth_token,
+                module_auth_token_file,
                 trusted_cas,
                 max_concurrent_tasks,
                 concurrent_polls,

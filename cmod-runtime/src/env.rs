@@ -43,7 +43,7 @@ pub(crate) fn lookup() -> &'static (dyn Fn(&str) -> Option<String> + Sync) {
 /// | `POST_SCHEMA_URI` | Where to post the function schemas |
 /// | `POST_SCHEMA_URI_V2` | The same, newer runtimes (preferred) |
 /// | `RESTART_NOTIFICATION_URI` | Where to report a restart |
-/// | `MODULE_AUTH_TOKEN` | File holding the `Module-Auth-Token` |
+/// | `MODULE_AUTH_TOKEN` | File holding the `Module-Auth-Token`; watched while running (compared at most once a second, re-read after a 401/403) (`config.rs`, `functions/module_token.rs`) |
 /// | `RUNTIME_HOST` | Runtime host (base of relative URIs) |
 /// | `RUNTIME_PORT` | Runtime port |
 /// | `SERVICE_HOST` | Older name of `RUNTIME_HOST` |

@@ -418,7 +418,7 @@ async fn log_lines_are_sls_json_with_the_job_id() {
     for l in module.lines() {
         let v: Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
         assert_eq!(v["type"], "service.1");
-        assert!(!l.contains(rt.token()), "token leaked: {l}");
+        assert!(!l.contains(&rt.token()), "token leaked: {l}");
     }
 }
 

@@ -66,6 +66,24 @@ impl RuntimeFiles {
         &self.ca_path
     }
 
+    /// Writes a new module auth token. `replace`: into a new file renamed over the old one
+    /// (readers see the old file or the new one, never a partial one, and the path gets a new
+    /// inode, as when Kubernetes updates a mounted secret); else the file is truncated and
+    /// rewritten in place (same inode).
+    pub(crate) fn rewrite_token(&self, token: &str, replace: bool) -> Result<(), LocalError> {
+        const WHAT: &str = "module auth token";
+        if !replace {
+            return write_file(&self.token_path, token.as_bytes(), true, WHAT);
+        }
+        let tmp = self.dir.join(format!("{TOKEN_FILE}.rotating"));
+        write_file(&tmp, token.as_bytes(), true, WHAT)?;
+        fs::rename(&tmp, &self.token_path).map_err(|source| LocalError::WriteFile {
+            what: WHAT,
+            path: self.token_path.clone(),
+            source,
+        })
+    }
+
     /// Removes the directory if the runtime created it (once; later calls do nothing).
     pub(crate) fn cleanup(&self) {
         if self.owned

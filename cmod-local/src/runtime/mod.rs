@@ -39,6 +39,18 @@ use supervisor::{Command, Supervisor};
 use crate::https::serve_http;
 use crate::tls::LocalCa;
 
+/// How [`LocalRuntime::rotate_token`] puts the new token into the `MODULE_AUTH_TOKEN` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenRotation {
+    /// A new file renamed over the old one: a reader sees the old or the new token, never a
+    /// partial one, and the path gets a new inode (how a mounted Kubernetes secret changes).
+    Replace,
+    /// The file truncated and rewritten in place (same inode; a reader may briefly see it
+    /// empty).
+    InPlace,
+}
+
 /// How a [`LocalRuntime`] starts.
 #[derive(Debug, Clone)]
 pub struct LocalRuntimeOptions {
@@ -402,9 +414,28 @@ impl LocalRuntime {
         self.inner.files.token_path()
     }
 
-    /// The module auth token every request must send as `Module-Auth-Token`.
-    pub fn token(&self) -> &str {
+    /// The module auth token every request must send as `Module-Auth-Token` (the current one:
+    /// [`LocalRuntime::rotate_token`] replaces it).
+    pub fn token(&self) -> String {
         self.inner.state.token()
+    }
+
+    /// Rotates the module auth token while the module runs, as the platform may: generates a
+    /// new token, accepts it alongside the old one, writes it to the `MODULE_AUTH_TOKEN` file
+    /// the way `how` says, then revokes the old token — from then on a request with the old
+    /// token gets 401, so a module must re-read the file to keep working. Returns nothing
+    /// secret; the new token is in the file (and [`LocalRuntime::token`]).
+    pub fn rotate_token(&self, how: TokenRotation) -> Result<(), LocalError> {
+        let new = ids::new_token()?;
+        self.inner.state.begin_rotation(new.clone());
+        let written = self
+            .inner
+            .files
+            .rewrite_token(&new, how == TokenRotation::Replace);
+        // Revoked even when the file could not be written: the caller asked for a rotation
+        // and gets the error.
+        self.inner.state.end_rotation();
+        written
     }
 
     /// Queues a call of `function` with `query`; returns the job id.

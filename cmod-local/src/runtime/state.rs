@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -252,9 +252,27 @@ pub(crate) struct InFlightJob {
     pub(crate) function: String,
 }
 
+/// The module auth tokens the runtime accepts.
+struct Accepted {
+    current: String,
+    /// The token being rotated out, accepted until the new file is in place.
+    previous: Option<String>,
+}
+
+/// Whether two byte strings are equal, in time independent of where they differ.
+fn same(presented: &[u8], expected: &[u8]) -> bool {
+    presented.len() == expected.len()
+        && presented
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// State shared by the servers, the library handle and the fault handle.
 pub(crate) struct State {
-    token: String,
+    /// The module auth tokens accepted: the current one and, during a rotation, the previous.
+    tokens: RwLock<Accepted>,
     pub(crate) long_poll_timeout: Duration,
     jobs: Mutex<Jobs>,
     job_ready: Notify,
@@ -286,7 +304,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl State {
     pub(crate) fn new(token: String, long_poll_timeout: Duration, ids: IdGen) -> Self {
         Self {
-            token,
+            tokens: RwLock::new(Accepted {
+                current: token,
+                previous: None,
+            }),
             long_poll_timeout,
             jobs: Mutex::new(Jobs::default()),
             job_ready: Notify::new(),
@@ -310,19 +331,40 @@ impl State {
         self.first_poll.get().copied()
     }
 
-    pub(crate) fn token(&self) -> &str {
-        &self.token
+    fn tokens(&self) -> std::sync::RwLockReadGuard<'_, Accepted> {
+        // Replaced field by field with plain assignments: a poisoned lock is still consistent.
+        self.tokens.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether `presented` is the module auth token (compared in constant time).
+    /// The current module auth token.
+    pub(crate) fn token(&self) -> String {
+        self.tokens().current.clone()
+    }
+
+    /// Whether `presented` is an accepted module auth token (compared in constant time).
     pub(crate) fn token_matches(&self, presented: &[u8]) -> bool {
-        let expected = self.token.as_bytes();
-        presented.len() == expected.len()
-            && presented
-                .iter()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        let tokens = self.tokens();
+        same(presented, tokens.current.as_bytes())
+            || tokens
+                .previous
+                .as_ref()
+                .is_some_and(|p| same(presented, p.as_bytes()))
+    }
+
+    /// Starts a rotation: `new` becomes the current token; the old one is still accepted until
+    /// [`State::end_rotation`].
+    pub(crate) fn begin_rotation(&self, new: String) {
+        let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        let old = std::mem::replace(&mut tokens.current, new);
+        tokens.previous = Some(old);
+    }
+
+    /// Ends a rotation: only the current token is accepted from now on.
+    pub(crate) fn end_rotation(&self) {
+        self.tokens
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .previous = None;
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -751,5 +793,16 @@ mod tests {
         assert!(!s.token_matches(b"tok "));
         assert!(!s.token_matches(b"toc"));
         assert!(!s.token_matches(b""));
+    }
+
+    #[test]
+    fn a_rotation_accepts_both_tokens_until_it_ends() {
+        let s = state();
+        s.begin_rotation("new".to_owned());
+        assert_eq!(s.token(), "new");
+        assert!(s.token_matches(b"tok") && s.token_matches(b"new"));
+        s.end_rotation();
+        assert!(!s.token_matches(b"tok"));
+        assert!(s.token_matches(b"new"));
     }
 }

@@ -53,7 +53,7 @@ impl Module {
                 rt.runtime_addr().port(),
                 cmod_local::runtime::API_PREFIX
             ),
-            token: rt.token().to_owned(),
+            token: rt.token(),
         }
     }
 

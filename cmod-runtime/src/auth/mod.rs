@@ -12,12 +12,15 @@
 //! appear in logs, errors or `Debug` output.
 
 mod oauth;
+pub(crate) mod token_file;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use oauth::AppTokenProvider;
+use token_file::{TokenFile, TokenFileError};
 
 use crate::secret::Secret;
 
@@ -219,46 +222,25 @@ impl fmt::Debug for Credentials {
 /// the token.
 #[derive(Clone)]
 pub struct PipelineToken {
-    inner: Arc<TokenFile>,
-}
-
-struct TokenFile {
-    path: PathBuf,
-    cached: Mutex<(Option<FileStamp>, Secret)>,
-}
-
-/// What identifies one version of the token file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    len: u64,
-    modified: Option<std::time::SystemTime>,
-    #[cfg(unix)]
-    ino: u64,
-    #[cfg(unix)]
-    ctime: (i64, i64),
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> Option<FileStamp> {
-        let m = std::fs::metadata(path).ok()?;
-        #[cfg(unix)]
-        use std::os::unix::fs::MetadataExt as _;
-        Some(FileStamp {
-            len: m.len(),
-            modified: m.modified().ok(),
-            #[cfg(unix)]
-            ino: m.ino(),
-            #[cfg(unix)]
-            ctime: (m.ctime(), m.ctime_nsec()),
-        })
-    }
+    inner: Arc<TokenFile<Secret>>,
 }
 
 impl fmt::Debug for PipelineToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineToken")
-            .field("file", &self.inner.path)
+            .field("file", &self.inner.path())
             .finish_non_exhaustive()
+    }
+}
+
+/// The pipeline token is the file's (trimmed) content as it is.
+fn as_token(token: Secret) -> Result<Secret, &'static str> {
+    Ok(token)
+}
+
+fn pipeline_error(e: TokenFileError) -> AuthError {
+    AuthError::PipelineToken {
+        message: e.message(),
     }
 }
 
@@ -277,64 +259,32 @@ impl PipelineToken {
 
     /// [`PipelineToken::watch`] for an explicit file.
     pub fn watch_file(path: &Path) -> Result<PipelineToken, AuthError> {
-        let stamp = FileStamp::of(path);
-        let token = read_pipeline_token(path)?;
+        // Compared on every call: Foundry calls are far apart, and a commit must not go out
+        // with a token replaced a moment ago.
+        let file = TokenFile::open(PIPELINE_TOKEN_VAR, path, Duration::ZERO, as_token)
+            .map_err(pipeline_error)?;
         Ok(PipelineToken {
-            inner: Arc::new(TokenFile {
-                path: path.to_owned(),
-                cached: Mutex::new((stamp, token)),
-            }),
+            inner: Arc::new(file),
         })
     }
 
     /// The token file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
-    fn cached(&self) -> std::sync::MutexGuard<'_, (Option<FileStamp>, Secret)> {
-        // Replaced as a whole under the lock: a poisoned lock still holds a consistent pair.
-        self.inner
-            .cached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.path()
     }
 
     /// The current token: the cached one while the file is unchanged, else the file's new
     /// contents. A file that cannot be read right now (being replaced) keeps the cached token.
     pub fn current(&self) -> Result<Secret, AuthError> {
-        let stamp = FileStamp::of(&self.inner.path);
-        {
-            let cached = self.cached();
-            if stamp.is_some() && cached.0 == stamp {
-                return Ok(cached.1.clone());
-            }
-        }
-        match read_pipeline_token(&self.inner.path) {
-            Ok(token) => {
-                let mut cached = self.cached();
-                if cached.1 != token {
-                    tracing::info!(
-                        file = %self.inner.path.display(),
-                        "the build token file changed: using the new token"
-                    );
-                }
-                *cached = (stamp, token.clone());
-                Ok(token)
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "build token file unreadable; keeping the last token");
-                Ok(self.cached().1.clone())
-            }
-        }
+        Ok(self.inner.current())
     }
 
     /// Re-reads the file now, whatever its metadata says (after Foundry refused the token).
     pub fn reload(&self) -> Result<Secret, AuthError> {
-        let stamp = FileStamp::of(&self.inner.path);
-        let token = read_pipeline_token(&self.inner.path)?;
-        *self.cached() = (stamp, token.clone());
-        Ok(token)
+        self.inner
+            .reload()
+            .map(|(token, _)| token)
+            .map_err(pipeline_error)
     }
 
     /// Reads the token file named by `BUILD2_TOKEN` (trimmed). Fails, naming the variable and the

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use crate::config::RuntimeConfig;
+use crate::functions::module_token::ModuleToken;
 use crate::functions::outcome::{ErrorKind, JobError, Output};
 use crate::transport::h1::{self, H1Client, H1Error, Origin};
 use crate::transport::watchdog::{self, BufferedBody, IncomingError, Limits, Progress, Stall};
@@ -268,7 +269,7 @@ pub(crate) struct RuntimeClient {
     post_result_base: Url,
     post_schema: Option<Url>,
     restart: Option<Url>,
-    token: Option<HeaderValue>,
+    token: ModuleToken,
     limits: Limits,
 }
 
@@ -355,19 +356,7 @@ impl RuntimeClient {
         let get_job = Target::of(&get_job).map_err(|e| {
             crate::Error::Runtime(format!("invalid get-job URI `{}`: {e}", config.get_job_uri))
         })?;
-        let token = match &config.module_auth_token {
-            Some(t) => {
-                let mut v = HeaderValue::from_str(t.expose()).map_err(|_| {
-                    crate::Error::Runtime(
-                        "the MODULE_AUTH_TOKEN file contains characters not allowed in an HTTP header"
-                            .to_owned(),
-                    )
-                })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-            None => None,
-        };
+        let token = ModuleToken::from_config(config)?;
         Ok(Self {
             http,
             get_job,
@@ -391,8 +380,8 @@ impl RuntimeClient {
         *request.method_mut() = method;
         *request.uri_mut() = target.path.clone();
         let headers = request.headers_mut();
-        if let Some(token) = &self.token {
-            headers.insert(AUTH_HEADER, token.clone());
+        if let Some(token) = self.token.header() {
+            headers.insert(AUTH_HEADER, token);
         }
         if let Some(content_type) = content_type {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -420,8 +409,26 @@ impl RuntimeClient {
             .map_err(|e| ClientError::transport(during, &e))
     }
 
-    /// One GET job.
+    /// One GET job; sent once more if the runtime refused a token the file has since replaced.
     pub(crate) async fn poll(&self) -> Result<Polled, ClientError> {
+        let sent = self.token.version();
+        match self.poll_once().await {
+            Err(e) if self.token_renewed(sent, &e) => self.poll_once().await,
+            polled => polled,
+        }
+    }
+
+    /// Whether `error` is the runtime refusing the token of version `sent` and the
+    /// `MODULE_AUTH_TOKEN` file now holds another one (re-read at once): then the request is
+    /// sent once more.
+    fn token_renewed(&self, sent: u64, error: &ClientError) -> bool {
+        match error {
+            ClientError::Status { status, .. } => self.token.renewed_since(sent, *status),
+            _ => false,
+        }
+    }
+
+    async fn poll_once(&self) -> Result<Polled, ClientError> {
         const DURING: &str = "polling for a job";
         let request = self.request(Method::GET, &self.get_job, None, h1::full(Bytes::new()));
         let resp = self
@@ -469,8 +476,17 @@ impl RuntimeClient {
         }
     }
 
-    /// POSTs the restart notification once; returns the job ids the runtime dropped.
+    /// POSTs the restart notification once (twice if the runtime refused a token the file has
+    /// since replaced); returns the job ids the runtime dropped.
     pub(crate) async fn restart_notification(&self) -> Result<Option<Vec<String>>, ClientError> {
+        let sent = self.token.version();
+        match self.restart_notification_once().await {
+            Err(e) if self.token_renewed(sent, &e) => self.restart_notification_once().await,
+            answer => answer,
+        }
+    }
+
+    async fn restart_notification_once(&self) -> Result<Option<Vec<String>>, ClientError> {
         const DURING: &str = "sending the restart notification";
         let Some(url) = &self.restart else {
             return Ok(None);
@@ -531,8 +547,29 @@ impl RuntimeClient {
         })
     }
 
-    /// POSTs a buffered body (sent with its length, progress watched) and checks for a 2xx.
+    /// POSTs a buffered body (sent with its length, progress watched) and checks for a 2xx; the
+    /// whole body is sent once more if the runtime refused a token the file has since replaced.
     async fn post_buffered(
+        &self,
+        during: &'static str,
+        target: &Target,
+        content_type: Option<&'static str>,
+        body: Bytes,
+    ) -> Result<(), ClientError> {
+        let sent = self.token.version();
+        match self
+            .post_buffered_once(during, target, content_type, body.clone())
+            .await
+        {
+            Err(e) if self.token_renewed(sent, &e) => {
+                self.post_buffered_once(during, target, content_type, body)
+                    .await
+            }
+            posted => posted,
+        }
+    }
+
+    async fn post_buffered_once(
         &self,
         during: &'static str,
         target: &Target,
@@ -687,6 +724,7 @@ impl RuntimeClient {
     /// `ResultDeliveryFailed` error instead.
     async fn post_stream(&self, url: &Target, stream: ResultStream) -> StreamDelivery {
         const DURING: &str = "posting a streamed result";
+        let mut sent = self.token.version();
         let progress = Progress::new(true);
         let feed = Arc::new(Mutex::new(Some(Feed {
             source: Some(stream),
@@ -785,14 +823,19 @@ impl RuntimeClient {
         let mut backoff =
             crate::transport::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         for attempt in 2..=RESULT_ATTEMPTS {
+            // A token the file has since replaced: replay the whole body with the new one.
             if !error.is_transient() {
-                break;
+                if !self.token_renewed(sent, &error) {
+                    break;
+                }
+                sent = self.token.version();
+            } else {
+                tracing::warn!(
+                    "streamed result attempt {}/{RESULT_ATTEMPTS} failed, replaying the whole body: {error}",
+                    attempt - 1
+                );
+                tokio::time::sleep(backoff.next_delay()).await;
             }
-            tracing::warn!(
-                "streamed result attempt {}/{RESULT_ATTEMPTS} failed, replaying the whole body: {error}",
-                attempt - 1
-            );
-            tokio::time::sleep(backoff.next_delay()).await;
             match self.post_replay(url, data.clone(), ends.clone()).await {
                 Ok(()) => return StreamDelivery::Delivered,
                 Err(e) => error = e,
@@ -1088,6 +1131,103 @@ mod tests {
             assert_eq!(job_id, "j2");
             assert!(error.contains("`computeModuleJobV2`"), "{error}");
         }
+    }
+
+    /// The client against `cmod-local`'s runtime over TLS, its token file never compared on its
+    /// own (an hour apart): only a rejection makes it look at the file again.
+    #[cfg(feature = "local")]
+    async fn client_of(rt: &cmod_local::LocalRuntime) -> RuntimeClient {
+        let env: std::collections::HashMap<String, String> = rt.env().into_iter().collect();
+        let config = RuntimeConfig::from_lookup(&|k| env.get(k).cloned()).unwrap();
+        let mut client = RuntimeClient::new(&config).unwrap();
+        client.token = ModuleToken::open(rt.token_path(), Duration::from_secs(3600)).unwrap();
+        client
+    }
+
+    #[cfg(feature = "local")]
+    async fn poll_job(client: &RuntimeClient) -> String {
+        match tokio::time::timeout(Duration::from_secs(10), client.poll()).await {
+            Ok(Ok(Polled::Job(job))) => job.job_id,
+            other => panic!("expected a job, got {other:?}"),
+        }
+    }
+
+    #[cfg(feature = "local")]
+    #[tokio::test]
+    async fn a_refused_token_is_reread_and_each_request_sent_once_more() {
+        use cmod_local::{LocalRuntime, LocalRuntimeOptions, TokenRotation};
+        let limit = Duration::from_secs(10);
+        let rt = LocalRuntime::start(LocalRuntimeOptions {
+            long_poll_timeout: Duration::from_millis(200),
+            ..LocalRuntimeOptions::default()
+        })
+        .await
+        .unwrap();
+        let client = client_of(&rt).await;
+
+        // The poll: refused with the old token, then sent with the file's new one.
+        let first = rt.enqueue("f", serde_json::json!({}));
+        rt.rotate_token(TokenRotation::Replace).unwrap();
+        assert_eq!(poll_job(&client).await, first);
+        assert_eq!(rt.stats().auth_failures, 1);
+
+        // A buffered result.
+        rt.rotate_token(TokenRotation::InPlace).unwrap();
+        let delivered = tokio::time::timeout(
+            limit,
+            client.deliver(&first, Ok(Output::Json(b"42".to_vec()))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(delivered, Delivery::Result);
+        assert_eq!(rt.wait_result(&first, limit).await.unwrap().body, b"42");
+        assert_eq!(rt.stats().auth_failures, 2);
+
+        // A streamed result: refused, then replayed whole with the new token.
+        let second = rt.enqueue("f", serde_json::json!({}));
+        assert_eq!(poll_job(&client).await, second);
+        rt.rotate_token(TokenRotation::Replace).unwrap();
+        let items = ["1", "[2]", "{\"x\":3}"].map(|i| Ok(Bytes::from_static(i.as_bytes())));
+        let stream = futures_util::stream::iter(items).boxed();
+        let delivered =
+            tokio::time::timeout(limit, client.deliver(&second, Ok(Output::Stream(stream))))
+                .await
+                .unwrap();
+        assert_eq!(delivered, Delivery::Result);
+        let result = rt.wait_result(&second, limit).await.unwrap();
+        assert!(result.chunked);
+        assert_eq!(result.body, b"1[2]{\"x\":3}");
+        assert_eq!(rt.stats().auth_failures, 3);
+        assert_eq!(rt.stats().results_accepted, 2);
+
+        // Schemas and the restart notification.
+        rt.rotate_token(TokenRotation::InPlace).unwrap();
+        let posted = tokio::time::timeout(limit, client.post_schemas(Bytes::from_static(b"[]")))
+            .await
+            .unwrap();
+        assert!(posted.unwrap());
+        rt.rotate_token(TokenRotation::Replace).unwrap();
+        let dropped = tokio::time::timeout(limit, client.restart_notification())
+            .await
+            .unwrap();
+        assert_eq!(dropped.unwrap(), Some(Vec::new()));
+        assert_eq!(rt.stats().auth_failures, 5);
+        assert_eq!(rt.stats().schema_posts, 1);
+
+        // The file still holds the refused token: the error is reported as before, after one
+        // request (no retry with the same token).
+        let accepted = rt.token();
+        let before = std::fs::read_to_string(rt.token_path()).unwrap();
+        rt.rotate_token(TokenRotation::InPlace).unwrap();
+        std::fs::write(rt.token_path(), &before).unwrap();
+        let refused = tokio::time::timeout(limit, client.poll()).await.unwrap();
+        assert!(
+            matches!(refused, Err(ClientError::Status { status: 401, .. })),
+            "{refused:?}"
+        );
+        assert_eq!(rt.stats().auth_failures, 6);
+        assert_ne!(rt.token(), accepted);
+        rt.shutdown().await;
     }
 
     #[test]

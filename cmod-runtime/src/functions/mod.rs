@@ -8,6 +8,7 @@
 //! | `job.rs` | one job: run the function (panics caught, hard stop), deliver one result |
 //! | `drain.rs` | graceful shutdown: wait for jobs, then `Shutdown` errors |
 //! | `client.rs` | the runtime client: poll, deliver (retries, stream replay), schemas, restart |
+//! | `module_token.rs` | the `Module-Auth-Token` of the client: the `MODULE_AUTH_TOKEN` file watched, re-read after a 401/403 |
 //! | `registry.rs` | [`Registry`] and [`FunctionDef`]: the functions a module serves |
 //! | `call/` | what a generated `call` runs: decode, call, encode, stream; compile-time checks |
 //! | `outcome.rs` | [`Output`] and [`JobError`]: what a job produces, on the wire |
@@ -20,6 +21,7 @@ pub(crate) mod job;
 pub(crate) mod job_loop;
 #[cfg(feature = "local")]
 pub(crate) mod local;
+mod module_token;
 pub(crate) mod outcome;
 mod poll_loop;
 pub(crate) mod registry;
