@@ -254,6 +254,42 @@ async fn at_most_max_concurrent_tasks_jobs_run_at_once() {
     assert_eq!(stats.duplicate_results, 0);
 }
 
+/// The job that takes the last free slot runs on the loop's own task (issue 15); a slot freed
+/// by another job must still be polled for at once, while that job goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_freed_while_the_last_slot_s_job_runs_is_used_at_once() {
+    let rt = runtime(2).await;
+    let _module = Module::start(rt.env(), &[]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    let short = rt.enqueue("sleep_ms", json!({"ms": 200}));
+    let long = rt.enqueue("sleep_ms", json!({"ms": 6000}));
+    wait_until("both jobs in flight", || rt.in_flight().len() == 2).await;
+    // The short job's slot frees after 200 ms; these two then run one after the other in it
+    // (each taking the last free slot in turn) while the long job still runs.
+    let started = Instant::now();
+    let next = [
+        rt.enqueue("sleep_ms", json!({"ms": 100})),
+        rt.enqueue("sleep_blocking_ms", json!({"ms": 100})),
+    ];
+    for id in [&short, &next[0], &next[1]] {
+        rt.wait_result(id, Duration::from_secs(3)).await.unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the freed slot waited for the long job"
+    );
+    assert_eq!(
+        rt.in_flight(),
+        vec![long.clone()],
+        "the long job still runs"
+    );
+    let r = rt.wait_result(&long, WAIT).await.unwrap();
+    assert_eq!(r.json().unwrap(), json!(6000));
+    let stats = rt.stats();
+    assert_eq!(stats.results_accepted, 4);
+    assert_eq!(stats.duplicate_results, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connects_once_the_runtime_comes_up() {
     let rt = LocalRuntime::start(LocalRuntimeOptions {

@@ -294,20 +294,26 @@ impl Pool {
     /// finished on a task of its own when it is still busy (the rest of a request body still
     /// going out after an early answer, or `unread`, a response body no one read).
     fn release(self: &Arc<Self>, mut conn: Conn, unread: Option<Incoming>) {
-        let unread = unread.filter(|body| !body.is_end_stream());
+        let mut unread = unread.filter(|body| !body.is_end_stream());
         if unread.is_none() && conn.settle() {
             self.checkin(conn);
             return;
         }
-        if conn.io.driver.is_none() {
-            return;
+        // What already arrived may be all there is to finish (a small unread body): no task.
+        let mut drained = 0;
+        let noop = &mut Context::from_waker(Waker::noop());
+        match poll_finish(&mut conn, &mut unread, &mut drained, noop) {
+            Poll::Ready(true) => return self.checkin(conn),
+            Poll::Ready(false) => return,
+            Poll::Pending => {}
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let pool = Arc::clone(self);
         runtime.spawn(async move {
-            if let Ok(true) = tokio::time::timeout(FINISH_LIMIT, finish(&mut conn, unread)).await {
+            let finished = poll_fn(|cx| poll_finish(&mut conn, &mut unread, &mut drained, cx));
+            if let Ok(true) = tokio::time::timeout(FINISH_LIMIT, finished).await {
                 pool.checkin(conn);
             }
         });
@@ -315,36 +321,37 @@ impl Pool {
 }
 
 /// Drives `conn` until it can take another request, draining `unread` (at most `DRAIN_LIMIT`
-/// bytes). Whether it can.
-async fn finish(conn: &mut Conn, mut unread: Option<Incoming>) -> bool {
+/// bytes in all, counted in `drained`). Whether it can.
+fn poll_finish(
+    conn: &mut Conn,
+    unread: &mut Option<Incoming>,
+    drained: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<bool> {
     let Conn { sender, io } = conn;
-    let mut drained = 0usize;
-    poll_fn(|cx| {
-        io.poll_with(cx, |cx| {
-            while let Some(body) = &mut unread {
-                match Pin::new(body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        drained += frame.data_ref().map_or(0, Bytes::len);
-                        if drained > DRAIN_LIMIT {
-                            return Poll::Ready(false);
-                        }
+    let polled = io.poll_with(cx, |cx| {
+        while let Some(body) = unread {
+            match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    *drained += frame.data_ref().map_or(0, Bytes::len);
+                    if *drained > DRAIN_LIMIT {
+                        return Poll::Ready(false);
                     }
-                    Poll::Ready(None) => unread = None,
-                    Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
-                    Poll::Pending => return Poll::Pending,
                 }
+                Poll::Ready(None) => *unread = None,
+                Poll::Ready(Some(Err(_))) => return Poll::Ready(false),
+                Poll::Pending => return Poll::Pending,
             }
-            if sender.is_ready() {
-                Poll::Ready(true)
-            } else if sender.is_closed() {
-                Poll::Ready(false)
-            } else {
-                Poll::Pending
-            }
-        })
-    })
-    .await
-        && io.driver.is_some()
+        }
+        if sender.is_ready() {
+            Poll::Ready(true)
+        } else if sender.is_closed() {
+            Poll::Ready(false)
+        } else {
+            Poll::Pending
+        }
+    });
+    polled.map(|ready| ready && io.driver.is_some())
 }
 
 /// A response body that drives its connection while it is read, and gives the connection back
@@ -672,6 +679,18 @@ mod tests {
     /// the connection shortly after each answer **without** saying so (`Connection: close`), as
     /// a server does when its keep-alive timeout ends. Returns its origin and the connection count.
     async fn server(one_per_connection: bool) -> (Origin, Arc<AtomicUsize>) {
+        server_answering(one_per_connection, b"ok".to_vec()).await
+    }
+
+    /// [`server`] answering `body` to each request.
+    async fn server_answering(
+        one_per_connection: bool,
+        body: Vec<u8>,
+    ) -> (Origin, Arc<AtomicUsize>) {
+        let mut answer =
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        answer.extend_from_slice(&body);
+        let answer: Arc<[u8]> = answer.into();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -679,6 +698,7 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((mut tcp, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
+                let answer = Arc::clone(&answer);
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     loop {
@@ -689,8 +709,7 @@ mod tests {
                         }
                         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                             buf.drain(..end + 4);
-                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            if tcp.write_all(answer).await.is_err() {
+                            if tcp.write_all(&answer).await.is_err() {
                                 return;
                             }
                             if one_per_connection {
@@ -750,6 +769,92 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    async fn answered(client: &H1Client, origin: &Origin) -> Response<ResponseBody> {
+        let mut request = Request::new(full(Bytes::new()));
+        *request.uri_mut() = "/result".parse().unwrap();
+        tokio::time::timeout(WAIT, client.send(origin, request))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_response_dropped_unread_gives_its_connection_back() {
+        let (origin, accepted) = server_answering(false, b"{\"status\":\"ok\"}".to_vec()).await;
+        let client = client(&origin);
+        for _ in 0..5 {
+            let response = answered(&client, &origin).await;
+            assert_eq!(response.status(), 200);
+            drop(response);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unread_body_larger_than_the_drain_limit_closes_its_connection() {
+        let (origin, accepted) = server_answering(false, vec![b'x'; DRAIN_LIMIT * 2]).await;
+        let client = client(&origin);
+        for _ in 0..3 {
+            drop(answered(&client, &origin).await);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        // Read whole, the same body keeps its connection.
+        assert_eq!(get(&client, &origin).await.len(), DRAIN_LIMIT * 2);
+        assert_eq!(get(&client, &origin).await.len(), DRAIN_LIMIT * 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 4);
+    }
+
+    /// The runtime answers a POST before its (slow, streamed) body is sent: the rest of the body
+    /// still goes out, on a task of its own, after the caller let go of the response.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_still_going_out_after_an_early_answer_is_finished_without_its_caller() {
+        use futures_util::StreamExt as _;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (got_tx, got_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tcp.read(&mut chunk).await.unwrap();
+                seen.extend_from_slice(&chunk[..n]);
+            }
+            tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            // The chunked body ends with `0\r\n\r\n`.
+            while !seen.ends_with(b"0\r\n\r\n") {
+                let n = tcp.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the connection closed before the body ended");
+                seen.extend_from_slice(&chunk[..n]);
+            }
+            let _ = got_tx.send(seen);
+        });
+        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let origin = Origin::of(&url).unwrap();
+        let client = client(&origin);
+        let parts =
+            futures_util::stream::iter(["first;", "second;", "third"]).then(|part| async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<_, std::io::Error>(Bytes::from_static(part.as_bytes()))
+            });
+        let mut request = Request::new(streamed(parts));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = "/result".parse().unwrap();
+        let response = tokio::time::timeout(WAIT, client.send(&origin, request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        drop(response);
+        let seen = tokio::time::timeout(WAIT, got_rx).await.unwrap().unwrap();
+        let seen = String::from_utf8_lossy(&seen);
+        for part in ["first;", "second;", "third"] {
+            assert!(seen.contains(part), "{part} missing from {seen}");
+        }
     }
 
     #[tokio::test]
