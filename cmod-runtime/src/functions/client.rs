@@ -349,8 +349,8 @@ impl RuntimeClient {
             tls,
             origins.into_iter().flatten(),
             CONNECT_TIMEOUT,
-            Duration::from_secs(60),
-            config.max_concurrent_tasks + 2,
+            (Duration::from_secs(60), config.max_concurrent_tasks + 2),
+            limits.idle,
         )
         .map_err(|e| crate::Error::Runtime(format!("cannot build the runtime client: {e}")))?;
         let get_job = Target::of(&get_job).map_err(|e| {

@@ -19,7 +19,7 @@
 //! `MAX_CONCURRENT_TASKS=1` that was most of what separated the job loop from the
 //! single-threaded floor. A connection still busy when its user lets go of it (the runtime
 //! answered before the request body ended, or a response body was left unread) is finished on a
-//! task of its own, bounded in time, and then kept.
+//! task of its own — given up on once it moves no bytes for the idle limit — and then kept.
 //!
 //! It follows no redirect (there is no redirect handling at all) and sends no `Referer`: the
 //! module auth token only ever goes to the origin it was configured for.
@@ -27,7 +27,7 @@
 use std::future::{Future, poll_fn};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -118,9 +118,6 @@ impl std::fmt::Display for Origin {
     }
 }
 
-/// How long a connection its user let go of while still busy may take to finish its exchange
-/// (send the rest of a request body, receive the rest of a response body) before it is dropped.
-const FINISH_LIMIT: Duration = Duration::from_secs(30);
 /// How much of a response body no one read is drained to keep its connection; a larger one
 /// closes the connection instead.
 const DRAIN_LIMIT: usize = 64 * 1024;
@@ -135,6 +132,13 @@ type Driver = http1::Connection<TokioIo<Io>, Body>;
 struct Conn {
     sender: SendRequest<Body>,
     io: ConnIo,
+    /// How many reads and writes moved bytes: a connection finishing on its own
+    /// ([`Pool::release`]) is given up on once this stops changing for the idle limit.
+    activity: Arc<AtomicU64>,
+    /// Whether the connection is done with the last request's body. hyper's `is_ready` says
+    /// yes as soon as the response arrived, even while the body is still going out (an early
+    /// answer): such a connection must be finished, not pooled undriven.
+    body_done: Arc<AtomicBool>,
 }
 
 /// A connection's I/O, driven by whoever waits on the connection.
@@ -171,7 +175,7 @@ impl Wake for WakeFilter {
 }
 
 impl Conn {
-    fn new(sender: SendRequest<Body>, driver: Driver) -> Self {
+    fn new(sender: SendRequest<Body>, driver: Driver, activity: Arc<AtomicU64>) -> Self {
         let filter = Arc::new(WakeFilter {
             polling: AtomicBool::new(false),
             woken: AtomicBool::new(false),
@@ -185,14 +189,21 @@ impl Conn {
                 filter,
                 waker,
             },
+            activity,
+            body_done: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// Whether the connection can take a request now (as far as is known without polling it).
+    fn ready(&self) -> bool {
+        self.io.driver.is_some() && self.sender.is_ready() && self.body_done.load(Ordering::Acquire)
     }
 
     /// Lets the connection process what it already received, without waiting (an idle one: a
     /// close by the server). Whether it can take a request now.
     fn settle(&mut self) -> bool {
         self.io.poll_driver(&mut Context::from_waker(Waker::noop()));
-        self.io.driver.is_some() && self.sender.is_ready()
+        self.ready()
     }
 }
 
@@ -260,6 +271,9 @@ struct Pool {
     idle: Mutex<Vec<Idle>>,
     idle_timeout: Duration,
     max_idle: usize,
+    /// How long a connection its user let go of while still busy (the rest of a request body
+    /// going out, of a response body coming in) may move no bytes before it is dropped.
+    finish_idle: Duration,
 }
 
 impl Pool {
@@ -312,8 +326,24 @@ impl Pool {
         };
         let pool = Arc::clone(self);
         runtime.spawn(async move {
-            let finished = poll_fn(|cx| poll_finish(&mut conn, &mut unread, &mut drained, cx));
-            if let Ok(true) = tokio::time::timeout(FINISH_LIMIT, finished).await {
+            // An idle limit, never a cap: a connection still moving bytes (a long request body
+            // after an early answer) is given all the time it needs.
+            let idle = pool.finish_idle;
+            let mut seen = conn.activity.load(Ordering::Relaxed);
+            let mut quiet = pin!(tokio::time::sleep(idle));
+            let finished = poll_fn(|cx| {
+                if let Poll::Ready(kept) = poll_finish(&mut conn, &mut unread, &mut drained, cx) {
+                    return Poll::Ready(kept);
+                }
+                let now = conn.activity.load(Ordering::Relaxed);
+                if now != seen {
+                    seen = now;
+                    quiet.as_mut().reset(Instant::now() + idle);
+                }
+                quiet.as_mut().poll(cx).map(|()| false)
+            })
+            .await;
+            if finished {
                 pool.checkin(conn);
             }
         });
@@ -328,7 +358,12 @@ fn poll_finish(
     drained: &mut usize,
     cx: &mut Context<'_>,
 ) -> Poll<bool> {
-    let Conn { sender, io } = conn;
+    let Conn {
+        sender,
+        io,
+        body_done,
+        ..
+    } = conn;
     let polled = io.poll_with(cx, |cx| {
         while let Some(body) = unread {
             match Pin::new(body).poll_frame(cx) {
@@ -343,7 +378,7 @@ fn poll_finish(
                 Poll::Pending => return Poll::Pending,
             }
         }
-        if sender.is_ready() {
+        if sender.is_ready() && body_done.load(Ordering::Acquire) {
             Poll::Ready(true)
         } else if sender.is_closed() {
             Poll::Ready(false)
@@ -448,13 +483,14 @@ impl std::fmt::Debug for H1Client {
 
 impl H1Client {
     /// A client for `origins`, trusting what `tls` trusts. At most `max_idle` idle connections
-    /// are kept per origin, each for at most `idle_timeout`.
+    /// are kept per origin, each for at most `idle_timeout`. A connection let go of while still
+    /// busy is dropped once it moved no bytes for `finish_idle`.
     pub(crate) fn new(
         tls: rustls::ClientConfig,
         origins: impl IntoIterator<Item = Origin>,
         connect_timeout: Duration,
-        idle_timeout: Duration,
-        max_idle: usize,
+        (idle_timeout, max_idle): (Duration, usize),
+        finish_idle: Duration,
     ) -> Result<Self, String> {
         let mut pools: Vec<Arc<Pool>> = Vec::new();
         for origin in origins {
@@ -479,6 +515,7 @@ impl H1Client {
                 idle: Mutex::new(Vec::new()),
                 idle_timeout,
                 max_idle: max_idle.max(1),
+                finish_idle,
             }));
         }
         Ok(Self {
@@ -506,12 +543,22 @@ impl H1Client {
             });
         };
         request.headers_mut().insert(HOST, pool.host_header.clone());
+        // Tells the connection when it is done with the body (see `Conn::body_done`).
+        let body_done = Arc::new(AtomicBool::new(false));
+        let mut request = request.map(|body| {
+            TrackedBody {
+                inner: body,
+                _done: BodyDone(Arc::clone(&body_done)),
+            }
+            .boxed_unsync()
+        });
         loop {
             let (mut conn, reused) = match pool.checkout() {
                 Some(conn) => (conn, true),
                 None => (self.connect(pool).await?, false),
             };
-            let Conn { sender, io } = &mut conn;
+            conn.body_done = Arc::clone(&body_done);
+            let Conn { sender, io, .. } = &mut conn;
             let mut response = pin!(sender.try_send_request(request));
             let answered = poll_fn(|cx| io.poll_with(cx, |cx| response.as_mut().poll(cx))).await;
             match answered {
@@ -561,9 +608,14 @@ impl H1Client {
                 origin: origin.to_string(),
                 message: e.to_string(),
             })?;
-            Io::Tls(Box::new(tls))
+            Stream::Tls(Box::new(tls))
         } else {
-            Io::Plain(tcp)
+            Stream::Plain(tcp)
+        };
+        let activity = Arc::new(AtomicU64::new(0));
+        let io = Io {
+            stream: io,
+            activity: Arc::clone(&activity),
         };
         // Flattened writes: headers and small chunks are copied into one buffer and written as
         // one TLS record, not queued as slices that rustls would seal one by one.
@@ -571,7 +623,7 @@ impl H1Client {
             .writev(false)
             .handshake(TokioIo::new(io))
             .await?;
-        Ok(Conn::new(sender, driver))
+        Ok(Conn::new(sender, driver, activity))
     }
 }
 
@@ -601,10 +653,22 @@ async fn tcp_connect(origin: &Origin) -> Result<TcpStream, String> {
     Err(last)
 }
 
-/// A connection, with or without TLS.
-enum Io {
+/// A connection, with or without TLS, counting its reads and writes.
+struct Io {
+    stream: Stream,
+    /// Bumped by every read or write that moved bytes (see [`Conn::activity`]).
+    activity: Arc<AtomicU64>,
+}
+
+enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Io {
+    fn moved(&self) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl AsyncRead for Io {
@@ -613,10 +677,16 @@ impl AsyncRead for Io {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = match &mut this.stream {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if buf.filled().len() > before {
+            this.moved();
         }
+        polled
     }
 }
 
@@ -626,24 +696,65 @@ impl AsyncWrite for Io {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        let this = self.get_mut();
+        let polled = match &mut this.stream {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        };
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.moved();
         }
+        polled
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+/// Marks, when dropped, that the connection let go of a request's body: hyper drops it once
+/// it was sent whole, or failed.
+struct BodyDone(Arc<AtomicBool>);
+
+impl Drop for BodyDone {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// A request body that marks its end ([`BodyDone`]).
+struct TrackedBody {
+    inner: Body,
+    _done: BodyDone,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -726,13 +837,17 @@ mod tests {
     }
 
     fn client(origin: &Origin) -> H1Client {
+        client_finishing_within(origin, Duration::from_secs(60))
+    }
+
+    fn client_finishing_within(origin: &Origin, finish_idle: Duration) -> H1Client {
         let tls = tls_config(Trust::Only(&[]), None).unwrap();
         H1Client::new(
             tls,
             [origin.clone()],
             Duration::from_secs(5),
-            Duration::from_secs(60),
-            4,
+            (Duration::from_secs(60), 4),
+            finish_idle,
         )
         .unwrap()
     }
@@ -835,10 +950,12 @@ mod tests {
         });
         let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
         let origin = Origin::of(&url).unwrap();
-        let client = client(&origin);
+        // The body takes 600 ms in all, pausing 200 ms at most: an idle limit of 400 ms must
+        // not cut it (a cap would).
+        let client = client_finishing_within(&origin, Duration::from_millis(400));
         let parts =
             futures_util::stream::iter(["first;", "second;", "third"]).then(|part| async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 Ok::<_, std::io::Error>(Bytes::from_static(part.as_bytes()))
             });
         let mut request = Request::new(streamed(parts));
@@ -855,6 +972,58 @@ mod tests {
         for part in ["first;", "second;", "third"] {
             assert!(seen.contains(part), "{part} missing from {seen}");
         }
+    }
+
+    /// The runtime answers early and then stops reading the body: the connection finishing on
+    /// its own is given up on after the idle limit, not kept forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_finishing_on_its_own_is_dropped_once_it_moves_nothing() {
+        const BODY: usize = 16 << 20;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (got_tx, got_rx) = tokio::sync::oneshot::channel::<usize>();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut chunk = vec![0u8; 64 * 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tcp.read(&mut chunk).await.unwrap();
+                seen.extend_from_slice(&chunk[..n]);
+            }
+            tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            // Stop reading for longer than the client's idle limit, then take what is left.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let mut total = seen.len();
+            while let Ok(n) = tcp.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+            let _ = got_tx.send(total);
+        });
+        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let origin = Origin::of(&url).unwrap();
+        let client = client_finishing_within(&origin, Duration::from_millis(300));
+        // Streamed (as result streams are): hyper goes on sending it after the answer.
+        let chunk = Bytes::from(vec![b'x'; BODY / 64]);
+        let chunks = futures_util::stream::iter((0..64).map(move |_| Ok(chunk.clone())));
+        let mut request = Request::new(streamed(chunks));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = "/result".parse().unwrap();
+        let response = tokio::time::timeout(WAIT, client.send(&origin, request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        drop(response);
+        let total = tokio::time::timeout(WAIT, got_rx).await.unwrap().unwrap();
+        assert!(
+            total < BODY,
+            "the stalled connection was kept until the whole body went out ({total} bytes)"
+        );
     }
 
     #[tokio::test]
