@@ -222,19 +222,23 @@ impl ConnIo {
         cx: &mut Context<'_>,
         mut f: impl FnMut(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
-        self.filter.task.register(cx.waker());
-        let waker = self.waker.clone();
-        let mut inner = Context::from_waker(&waker);
+        let ConnIo {
+            driver,
+            filter,
+            waker,
+        } = self;
+        filter.task.register(cx.waker());
+        let mut inner = Context::from_waker(waker);
         for _ in 0..REWAKE_ROUNDS {
-            self.filter.woken.store(false, Ordering::SeqCst);
-            self.filter.polling.store(true, Ordering::SeqCst);
-            self.poll_driver(&mut inner);
+            filter.woken.store(false, Ordering::SeqCst);
+            filter.polling.store(true, Ordering::SeqCst);
+            poll_driver(driver, &mut inner);
             let polled = f(&mut inner);
-            self.filter.polling.store(false, Ordering::SeqCst);
+            filter.polling.store(false, Ordering::SeqCst);
             if polled.is_ready() {
                 return polled;
             }
-            if !self.filter.woken.swap(false, Ordering::SeqCst) {
+            if !filter.woken.swap(false, Ordering::SeqCst) {
                 return Poll::Pending;
             }
         }
@@ -249,11 +253,16 @@ impl ConnIo {
     }
 
     fn poll_driver(&mut self, cx: &mut Context<'_>) {
-        if let Some(driver) = &mut self.driver
-            && driver.as_mut().poll(cx).is_ready()
-        {
-            self.driver = None;
-        }
+        poll_driver(&mut self.driver, cx);
+    }
+}
+
+/// Polls a connection's I/O; `None` once it is over.
+fn poll_driver(driver: &mut Option<Pin<Box<Driver>>>, cx: &mut Context<'_>) {
+    if let Some(running) = driver
+        && running.as_mut().poll(cx).is_ready()
+    {
+        *driver = None;
     }
 }
 
@@ -921,14 +930,15 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 4);
     }
 
-    /// The runtime answers a POST before its (slow, streamed) body is sent: the rest of the body
-    /// still goes out, on a task of its own, after the caller let go of the response.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_body_still_going_out_after_an_early_answer_is_finished_without_its_caller() {
-        use futures_util::StreamExt as _;
+    /// A server that answers the one request it accepts as soon as its headers arrived (before
+    /// its body), then hands the connection and what it read so far to `rest`. Its origin.
+    async fn answering_early<F, Fut>(rest: F) -> Origin
+    where
+        F: FnOnce(TcpStream, Vec<u8>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (got_tx, got_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
         tokio::spawn(async move {
             let (mut tcp, _) = listener.accept().await.unwrap();
             let mut seen = Vec::new();
@@ -940,6 +950,32 @@ mod tests {
             tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                 .await
                 .unwrap();
+            rest(tcp, seen).await;
+        });
+        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        Origin::of(&url).unwrap()
+    }
+
+    /// POSTs `body`, expects the 200 and lets go of the response at once.
+    async fn post_and_let_go(client: &H1Client, origin: &Origin, body: Body) {
+        let mut request = Request::new(body);
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = "/result".parse().unwrap();
+        let response = tokio::time::timeout(WAIT, client.send(origin, request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    /// The runtime answers a POST before its (slow, streamed) body is sent: the rest of the body
+    /// still goes out, on a task of its own, after the caller let go of the response.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_still_going_out_after_an_early_answer_is_finished_without_its_caller() {
+        use futures_util::StreamExt as _;
+        let (got_tx, got_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+        let origin = answering_early(|mut tcp, mut seen| async move {
+            let mut chunk = [0u8; 1024];
             // The chunked body ends with `0\r\n\r\n`.
             while !seen.ends_with(b"0\r\n\r\n") {
                 let n = tcp.read(&mut chunk).await.unwrap();
@@ -947,9 +983,8 @@ mod tests {
                 seen.extend_from_slice(&chunk[..n]);
             }
             let _ = got_tx.send(seen);
-        });
-        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
-        let origin = Origin::of(&url).unwrap();
+        })
+        .await;
         // The body takes 600 ms in all, pausing 200 ms at most: an idle limit of 400 ms must
         // not cut it (a cap would).
         let client = client_finishing_within(&origin, Duration::from_millis(400));
@@ -958,15 +993,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 Ok::<_, std::io::Error>(Bytes::from_static(part.as_bytes()))
             });
-        let mut request = Request::new(streamed(parts));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = "/result".parse().unwrap();
-        let response = tokio::time::timeout(WAIT, client.send(&origin, request))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        drop(response);
+        post_and_let_go(&client, &origin, streamed(parts)).await;
         let seen = tokio::time::timeout(WAIT, got_rx).await.unwrap().unwrap();
         let seen = String::from_utf8_lossy(&seen);
         for part in ["first;", "second;", "third"] {
@@ -979,22 +1006,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_connection_finishing_on_its_own_is_dropped_once_it_moves_nothing() {
         const BODY: usize = 16 << 20;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let (got_tx, got_rx) = tokio::sync::oneshot::channel::<usize>();
-        tokio::spawn(async move {
-            let (mut tcp, _) = listener.accept().await.unwrap();
-            let mut seen = Vec::new();
-            let mut chunk = vec![0u8; 64 * 1024];
-            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = tcp.read(&mut chunk).await.unwrap();
-                seen.extend_from_slice(&chunk[..n]);
-            }
-            tcp.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                .await
-                .unwrap();
+        let origin = answering_early(|mut tcp, seen| async move {
             // Stop reading for longer than the client's idle limit, then take what is left.
             tokio::time::sleep(Duration::from_millis(1500)).await;
+            let mut chunk = vec![0u8; 64 * 1024];
             let mut total = seen.len();
             while let Ok(n) = tcp.read(&mut chunk).await {
                 if n == 0 {
@@ -1003,22 +1019,13 @@ mod tests {
                 total += n;
             }
             let _ = got_tx.send(total);
-        });
-        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
-        let origin = Origin::of(&url).unwrap();
+        })
+        .await;
         let client = client_finishing_within(&origin, Duration::from_millis(300));
         // Streamed (as result streams are): hyper goes on sending it after the answer.
         let chunk = Bytes::from(vec![b'x'; BODY / 64]);
         let chunks = futures_util::stream::iter((0..64).map(move |_| Ok(chunk.clone())));
-        let mut request = Request::new(streamed(chunks));
-        *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = "/result".parse().unwrap();
-        let response = tokio::time::timeout(WAIT, client.send(&origin, request))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        drop(response);
+        post_and_let_go(&client, &origin, streamed(chunks)).await;
         let total = tokio::time::timeout(WAIT, got_rx).await.unwrap().unwrap();
         assert!(
             total < BODY,
