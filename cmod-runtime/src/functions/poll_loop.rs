@@ -8,11 +8,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::client::{ClientError, Polled};
@@ -191,158 +192,212 @@ async fn run_inline(inline: &mut Option<JobFuture>) {
 }
 
 impl PollLoop<'_> {
-    /// Opt-in: up to one outstanding poll per free slot. Each poll takes a slot's permit before
-    /// it starts and keeps it while outstanding; a job it brings runs with that permit, an empty
-    /// or failed poll gives it back. Each poll runs on a task of its own: a connection's I/O is
-    /// driven by the task waiting on it (`transport/h1.rs`), and eight polls driven from this one
-    /// task would share one worker thread (about 10 % fewer trivial jobs per second at 8 slots).
+    /// Opt-in: up to one outstanding poll per free slot, as one long-lived **poller task per
+    /// slot**. Each poller polls, runs the job its poll brings on its own task, posts the
+    /// result, and polls again; an empty or failed poll is followed by another poll. So a slot
+    /// is either polling or running a job, never both: the jobs held plus the polls outstanding
+    /// never exceed `MAX_CONCURRENT_TASKS`. No task is spawned per job or per poll, and the
+    /// connection a poll or a post uses is driven by the poller itself (`transport/h1.rs`).
+    ///
+    /// The returned set holds the pollers still running a job at shutdown (they stop once it
+    /// is answered). A poller that fails (a panic outside the user's function; theirs are
+    /// caught) is replaced, so the slot is not lost.
     async fn run_concurrent(
-        mut self,
+        self,
         shutdown: &mut Pin<&mut impl Future<Output = ()>>,
     ) -> JoinSet<()> {
-        let shared = self.shared;
-        let slots = Arc::new(Semaphore::new(self.max_concurrent_tasks));
-        let mut jobs = JoinSet::new();
-        // Dropped at the end: a poll still outstanding then is aborted.
-        let mut polls = JoinSet::new();
-        let start_poll = |permit: OwnedSemaphorePermit| {
-            let shared = Arc::clone(shared);
-            async move {
-                let polled = shared.client.poll().await;
-                (permit, polled)
-            }
-        };
-        let mut backoff = Backoff::new(self.backoff.0, self.backoff.1);
-        let mut connected = false;
-        // After a failed poll no new poll starts before this instant (outstanding ones go on).
-        let mut resume_at: Option<tokio::time::Instant> = None;
+        let (stop_tx, stop) = watch::channel(false);
+        let pollers = Arc::new(Pollers {
+            shared: Arc::clone(self.shared),
+            backoff: Mutex::new(SharedBackoff {
+                backoff: Backoff::new(self.backoff.0, self.backoff.1),
+                resume_at: None,
+            }),
+            schemas_pending: Mutex::new(self.schemas_pending),
+            connected: AtomicBool::new(false),
+            polling: AtomicUsize::new(0),
+            poll_settled: Notify::new(),
+            stop,
+        });
+        let mut tasks = JoinSet::new();
+        for _ in 0..self.max_concurrent_tasks {
+            tasks.spawn(Arc::clone(&pollers).run());
+        }
         loop {
-            let may_start = resume_at.is_none_or(|at| at <= tokio::time::Instant::now());
-            if may_start {
-                resume_at = None;
-            }
-            let next_start = async {
-                if let Some(at) = resume_at {
-                    tokio::time::sleep_until(at).await;
-                    return None;
-                }
-                Arc::clone(&slots).acquire_owned().await.ok()
-            };
             tokio::select! {
                 biased;
                 _ = &mut *shutdown => break,
-                Some(joined) = polls.join_next(), if !polls.is_empty() => {
-                    // A poll task that panicked gave its permit back when it was dropped.
-                    let failed = match joined {
-                        Ok((permit, polled)) => {
-                            self.handle(polled, permit, &mut jobs, &mut backoff, &mut connected)
-                        }
-                        Err(e) => {
-                            tracing::error!("a poll task failed: {e}");
-                            true
-                        }
-                    };
-                    // Polls failing together (the runtime went away) back off once, not once
-                    // each: the delay grows by one step per round of polls.
-                    if failed && resume_at.is_none() {
-                        resume_at = Some(tokio::time::Instant::now() + backoff.next_delay());
+                Some(joined) = tasks.join_next() => {
+                    // Before shutdown a poller only ends by failing.
+                    if let Err(e) = joined {
+                        tracing::error!("a poller task failed: {e}; starting another for its slot");
                     }
-                }
-                permit = next_start => {
-                    if let Some(permit) = permit {
-                        polls.spawn(start_poll(permit));
-                    }
+                    tasks.spawn(Arc::clone(&pollers).run());
                 }
             }
-            while jobs.try_join_next().is_some() {}
         }
-        // Shutdown: polls already under way may still finish briefly; a job one brings is run.
-        if !polls.is_empty() {
-            let drained = tokio::time::timeout(POLL_DRAIN, async {
-                while let Some(joined) = polls.join_next().await {
-                    if let Ok((permit, polled)) = joined {
-                        let _ =
-                            self.handle(polled, permit, &mut jobs, &mut backoff, &mut connected);
+        let _ = stop_tx.send(true);
+        // Polls already under way may still finish briefly (each within POLL_DRAIN); a job one
+        // brings is run. Wait for them, so that what is returned is pollers running jobs.
+        let settled = tokio::time::timeout(POLL_DRAIN + Duration::from_millis(100), async {
+            loop {
+                let notified = pollers.poll_settled.notified();
+                if pollers.polling.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        if settled.is_err() {
+            tracing::debug!(
+                outstanding = pollers.polling.load(Ordering::Acquire),
+                "the polls under way did not finish within {POLL_DRAIN:?} of the shutdown; stopping without them"
+            );
+        }
+        while tasks.try_join_next().is_some() {}
+        tasks
+    }
+}
+
+/// What the pollers of concurrent mode share.
+struct Pollers {
+    shared: Arc<Shared>,
+    backoff: Mutex<SharedBackoff>,
+    /// Schemas still to post once a poll succeeds.
+    schemas_pending: Mutex<Option<Bytes>>,
+    /// A poll has succeeded since startup (connection refusals are expected before).
+    connected: AtomicBool,
+    /// Polls outstanding right now; `poll_settled` is notified when one ends.
+    polling: AtomicUsize,
+    poll_settled: Notify,
+    /// Becomes `true` at shutdown: no new poll starts.
+    stop: watch::Receiver<bool>,
+}
+
+/// Polls failing together (the runtime went away) back off once, not once each: the delay
+/// grows by one step per round of failed polls, and no poll starts before `resume_at`.
+struct SharedBackoff {
+    backoff: Backoff,
+    resume_at: Option<tokio::time::Instant>,
+}
+
+/// Counts one outstanding poll, also when its poller is dropped mid-poll.
+struct Polling<'a>(&'a Pollers);
+
+impl<'a> Polling<'a> {
+    fn start(pollers: &'a Pollers) -> Self {
+        pollers.polling.fetch_add(1, Ordering::AcqRel);
+        Self(pollers)
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.0.polling.fetch_sub(1, Ordering::AcqRel);
+        self.0.poll_settled.notify_waiters();
+    }
+}
+
+impl Pollers {
+    /// One slot: poll, run what the poll brings, again, until shutdown.
+    async fn run(self: Arc<Self>) {
+        let mut stop = self.stop.clone();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let resume_at = lock(&self.backoff).resume_at;
+            if let Some(at) = resume_at
+                && at > tokio::time::Instant::now()
+            {
+                tokio::select! {
+                    biased;
+                    () = stopped(&mut stop) => return,
+                    () = tokio::time::sleep_until(at) => {}
+                }
+                continue;
+            }
+            let polling = Polling::start(&self);
+            let poll = self.shared.client.poll();
+            tokio::pin!(poll);
+            let polled = tokio::select! {
+                biased;
+                () = stopped(&mut stop) => {
+                    // Let the poll under way finish briefly: a job it brings is run.
+                    match tokio::time::timeout(POLL_DRAIN, &mut poll).await {
+                        Ok(r) => r,
+                        Err(_) => return,
                     }
                 }
-            })
-            .await;
-            if drained.is_err() {
-                tracing::debug!(
-                    outstanding = polls.len(),
-                    "the polls under way did not finish within {POLL_DRAIN:?} of the shutdown; stopping without them"
-                );
-            }
+                r = &mut poll => r,
+            };
+            drop(polling);
+            self.handle(polled).await;
         }
-        jobs
     }
 
-    /// Acts on one poll's outcome: a job is spawned holding `permit`; on an empty or failed poll
-    /// the permit is given back. Returns whether the poll failed.
-    fn handle(
-        &mut self,
-        polled: Result<Polled, ClientError>,
-        permit: OwnedSemaphorePermit,
-        jobs: &mut JoinSet<()>,
-        backoff: &mut Backoff,
-        connected: &mut bool,
-    ) -> bool {
-        let shared = self.shared;
+    /// Acts on one poll's outcome: runs the job it brought and posts its result, or backs off
+    /// after a failed poll.
+    async fn handle(&self, polled: Result<Polled, ClientError>) {
+        let shared = &*self.shared;
         if polled.is_ok()
-            && let Some(schemas) = self.schemas_pending.take()
+            && let Some(schemas) = lock(&self.schemas_pending).take()
         {
-            let shared = Arc::clone(shared);
+            let shared = Arc::clone(&self.shared);
             tokio::spawn(async move { post_schemas(&shared.client, schemas).await });
         }
         match polled {
-            Ok(Polled::Job(job)) => {
-                *connected = true;
-                backoff.reset();
-                if let Err(e) = shared.client.result_url(&job.job_id) {
-                    // Not run: nothing it returned could be posted.
-                    drop(permit);
-                    tracing::error!(
-                        job_id = %job.job_id,
-                        function = %job.query_type,
-                        "job `{}` cannot be answered and is not run: {e}",
-                        job.job_id
-                    );
-                    return false;
+            Ok(polled) => {
+                self.connected.store(true, Ordering::Relaxed);
+                lock(&self.backoff).backoff.reset();
+                match polled {
+                    Polled::Job(job) => {
+                        if let Err(e) = shared.client.result_url(&job.job_id) {
+                            // Not run: nothing it returned could be posted.
+                            tracing::error!(
+                                job_id = %job.job_id,
+                                function = %job.query_type,
+                                "job `{}` cannot be answered and is not run: {e}",
+                                job.job_id
+                            );
+                            return;
+                        }
+                        run_job(shared, job).await;
+                    }
+                    Polled::Malformed { job_id, error } => {
+                        tracing::error!(job_id = %job_id, "undecodable job envelope: {error}");
+                        let e = JobError::new(
+                            ErrorKind::InvalidInput,
+                            format!("invalid job envelope: {error}"),
+                        );
+                        shared.client.deliver(&job_id, Err(e)).await;
+                    }
+                    Polled::Empty => {}
                 }
-                let shared = Arc::clone(shared);
-                jobs.spawn(async move {
-                    run_job(&shared, job).await;
-                    drop(permit);
-                });
-                false
-            }
-            Ok(Polled::Malformed { job_id, error }) => {
-                *connected = true;
-                backoff.reset();
-                tracing::error!(job_id = %job_id, "undecodable job envelope: {error}");
-                let shared = Arc::clone(shared);
-                jobs.spawn(async move {
-                    let e = JobError::new(
-                        ErrorKind::InvalidInput,
-                        format!("invalid job envelope: {error}"),
-                    );
-                    shared.client.deliver(&job_id, Err(e)).await;
-                    drop(permit);
-                });
-                false
-            }
-            Ok(Polled::Empty) => {
-                *connected = true;
-                backoff.reset();
-                false
             }
             Err(e) => {
-                drop(permit);
-                log_poll_error(&e, *connected);
-                true
+                log_poll_error(&e, self.connected.load(Ordering::Relaxed));
+                let mut b = lock(&self.backoff);
+                let now = tokio::time::Instant::now();
+                if b.resume_at.is_none_or(|at| at <= now) {
+                    let delay = b.backoff.next_delay();
+                    b.resume_at = Some(now + delay);
+                }
             }
         }
     }
+}
+
+/// Completes once shutdown began (or the loop that would signal it is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// The pollers' shared state is plain data: a poller that panicked holding the lock left
+/// nothing half-done in it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn log_poll_error(e: &ClientError, connected: bool) {
