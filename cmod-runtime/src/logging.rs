@@ -167,7 +167,8 @@ where
 }
 
 /// Fields recorded on a span, kept in its extensions.
-struct SpanFields(Map<String, Value>);
+/// A span's fields, recorded once when it opens (no map, no key copies: names are static).
+struct SpanFields(Vec<(&'static str, Value)>);
 
 impl<S, W> Layer<S> for SlsLayer<W>
 where
@@ -197,7 +198,12 @@ where
         values.record(&mut visitor);
         let mut ext = span.extensions_mut();
         if let Some(fields) = ext.get_mut::<SpanFields>() {
-            fields.0.extend(visitor.fields);
+            for (name, value) in visitor.fields {
+                match fields.0.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, v)) => *v = value,
+                    None => fields.0.push((name, value)),
+                }
+            }
         }
     }
 
@@ -213,10 +219,10 @@ where
                 let framework = is_framework(span.metadata().target());
                 if let Some(fields) = span.extensions().get::<SpanFields>() {
                     for (k, v) in &fields.0 {
-                        if framework && SAFE_IDS.contains(&k.as_str()) {
-                            params.insert(k.clone(), v.clone());
+                        if framework && SAFE_IDS.contains(k) {
+                            params.insert((*k).to_owned(), v.clone());
                         } else {
-                            unsafe_params.insert(k.clone(), v.clone());
+                            unsafe_params.insert((*k).to_owned(), v.clone());
                         }
                     }
                 }
@@ -231,12 +237,10 @@ where
         for (k, v) in visitor.fields {
             if k == "stacktrace" {
                 stacktrace = Some(v);
-            } else if framework
-                && (SAFE_IDS.contains(&k.as_str()) || FRAMEWORK_SAFE.contains(&k.as_str()))
-            {
-                params.insert(k, v);
+            } else if framework && (SAFE_IDS.contains(&k) || FRAMEWORK_SAFE.contains(&k)) {
+                params.insert(k.to_owned(), v);
             } else {
-                unsafe_params.insert(k, v);
+                unsafe_params.insert(k.to_owned(), v);
             }
         }
 
@@ -279,7 +283,7 @@ fn level_name(level: &Level) -> &'static str {
 
 /// Whether a field name suggests a secret value.
 pub(crate) fn is_sensitive(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
+    let n = name.as_bytes();
     [
         "token",
         "secret",
@@ -290,12 +294,16 @@ pub(crate) fn is_sensitive(name: &str) -> bool {
         "cookie",
     ]
     .iter()
-    .any(|s| n.contains(s))
+    .any(|s| {
+        n.windows(s.len())
+            .any(|w| w.eq_ignore_ascii_case(s.as_bytes()))
+    })
 }
 
 #[derive(Default)]
 struct JsonVisitor {
-    fields: Map<String, Value>,
+    /// In the order recorded; a later value of a name wins where they are merged.
+    fields: Vec<(&'static str, Value)>,
     message: Option<String>,
 }
 
@@ -308,10 +316,9 @@ impl JsonVisitor {
                 other => other.to_string(),
             });
         } else if is_sensitive(name) {
-            self.fields
-                .insert(name.to_owned(), Value::String("<redacted>".into()));
+            self.fields.push((name, Value::String("<redacted>".into())));
         } else {
-            self.fields.insert(name.to_owned(), value);
+            self.fields.push((name, value));
         }
     }
 }

@@ -267,6 +267,8 @@ pub(crate) struct RuntimeClient {
     http: H1Client,
     get_job: Target,
     post_result_base: Url,
+    /// The result target of an id that needs no percent-encoding, precomputed.
+    result_prefix: Option<Arc<ResultPrefix>>,
     post_schema: Option<Url>,
     restart: Option<Url>,
     token: ModuleToken,
@@ -357,10 +359,12 @@ impl RuntimeClient {
             crate::Error::Runtime(format!("invalid get-job URI `{}`: {e}", config.get_job_uri))
         })?;
         let token = ModuleToken::from_config(config)?;
+        let result_prefix = ResultPrefix::of(&post_result_base).map(Arc::new);
         Ok(Self {
             http,
             get_job,
             post_result_base,
+            result_prefix,
             post_schema,
             restart,
             token,
@@ -533,6 +537,11 @@ impl RuntimeClient {
                     "the job id `{job_id}` cannot be a URL path segment, so its result cannot be posted"
                 ),
             });
+        }
+        if let Some(prefix) = &self.result_prefix
+            && let Some(target) = prefix.target(job_id)
+        {
+            return Ok(target);
         }
         let mut url = self.post_result_base.clone();
         url.path_segments_mut()
@@ -947,6 +956,51 @@ impl Target {
     }
 }
 
+/// The result URL of a job as text around its id, for ids of unreserved characters only (the
+/// runtime's UUIDs): they are the same in every percent-encode set, so appending one as text
+/// gives what `Url::path_segments_mut().push` gives, without building a URL per job.
+#[derive(Debug)]
+struct ResultPrefix {
+    origin: Origin,
+    /// The path up to and including the `/` before the id.
+    before: String,
+    /// `?` and the query, or nothing.
+    after: String,
+}
+
+impl ResultPrefix {
+    fn of(base: &Url) -> Option<Self> {
+        const PROBE: &str = "x";
+        let mut probe = base.clone();
+        probe.path_segments_mut().ok()?.push(PROBE);
+        let before = probe.path().strip_suffix(PROBE)?.to_owned();
+        let after = probe.query().map(|q| format!("?{q}")).unwrap_or_default();
+        Some(Self {
+            origin: Origin::of(base).ok()?,
+            before,
+            after,
+        })
+    }
+
+    /// `None` when the id needs the general path (it has a character outside `A-Z a-z 0-9 - .
+    /// _ ~`, or is `.`/`..`/empty).
+    fn target(&self, job_id: &str) -> Option<Target> {
+        let unreserved =
+            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+        if matches!(job_id, "" | "." | "..") || !job_id.bytes().all(unreserved) {
+            return None;
+        }
+        let mut path = String::with_capacity(self.before.len() + job_id.len() + self.after.len());
+        path.push_str(&self.before);
+        path.push_str(job_id);
+        path.push_str(&self.after);
+        Some(Target {
+            origin: self.origin.clone(),
+            path: Uri::try_from(path).ok()?,
+        })
+    }
+}
+
 /// The function's stream and what it produced so far, shared by the body (which pulls from it)
 /// and [`RuntimeClient::post_stream`] (which takes it back when an attempt fails).
 struct Feed {
@@ -1068,6 +1122,45 @@ pub(crate) enum Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_precomputed_result_target_equals_the_url_built_one() {
+        let bases = [
+            "https://runtime:8945/interactive/results",
+            "https://runtime:8945/interactive/results/",
+            "https://runtime/",
+            "http://[::1]:80/r/?x=1&y=%20",
+            "https://h/a%20b/c",
+        ];
+        let fast_ids = [
+            "6e1d4c9a-03b2-4f0e-9b8e-2f1c6e0b7a55",
+            "a.b",
+            "-_~",
+            "A9",
+            "...",
+        ];
+        let slow_ids = [
+            "", ".", "..", "a b", "a/b", "é", "%41", "a?b", "a#b", "a\\b",
+        ];
+        for base in bases {
+            let mut url = Url::parse(base).unwrap();
+            url.path_segments_mut().unwrap().pop_if_empty();
+            let prefix = ResultPrefix::of(&url).unwrap();
+            for id in fast_ids {
+                let mut full = url.clone();
+                full.path_segments_mut().unwrap().push(id);
+                let slow = Target::of(&full).unwrap();
+                let fast = prefix
+                    .target(id)
+                    .expect("an unreserved id takes the fast path");
+                assert_eq!(fast.origin, slow.origin, "{base} + {id}");
+                assert_eq!(fast.path, slow.path, "{base} + {id}");
+            }
+            for id in slow_ids {
+                assert!(prefix.target(id).is_none(), "{base} + {id:?}");
+            }
+        }
+    }
 
     #[test]
     fn parses_the_documented_envelope() {
