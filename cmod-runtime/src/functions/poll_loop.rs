@@ -1,10 +1,11 @@
 //! The poll loop: one long-poll at a time, only with a free concurrency slot; each job on its
-//! own task; failed polls back off (100 ms → 5 s by default).
+//! own task (the one that takes the last free slot on the loop's task); failed polls back off
+//! (100 ms → 5 s by default).
 //!
 //! With `CMOD_CONCURRENT_POLLS=1` (opt-in, unverified against Foundry's runtime) it keeps up to
-//! one outstanding long-poll per free slot instead: every poll holds its slot's permit while it
-//! is outstanding and hands it to the job it brings, so the jobs held plus the polls outstanding
-//! never exceed `MAX_CONCURRENT_TASKS`.
+//! one outstanding long-poll per free slot instead: one poller task per slot polls, runs the
+//! job its poll brings and polls again, so the jobs held plus the polls outstanding never
+//! exceed `MAX_CONCURRENT_TASKS`.
 
 use std::future::Future;
 use std::pin::Pin;
