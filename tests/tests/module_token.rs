@@ -248,3 +248,65 @@ async fn results_of_jobs_in_flight_during_a_rotation_are_delivered() {
     eprintln!("refused result posts, each retried once: {retried}");
     rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_streamed_result_too_large_to_replay_becomes_one_error_result_never_a_prefix() {
+    // One slot (no poll while the job runs) and long-polls of 1.5 s: the module compares the
+    // token file at most once a second, so each poll it sends compares it, and a result posted
+    // less than a second after the poll that brought the job goes out with the token of then.
+    let rt = LocalRuntime::start(LocalRuntimeOptions {
+        max_concurrent_tasks: 1,
+        long_poll_timeout: Duration::from_millis(1500),
+        ..LocalRuntimeOptions::default()
+    })
+    .await
+    .unwrap();
+    let module = module(&rt);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+    // Right after a poll arrives: rotate, then hand that poll a job streaming 20 MiB (more
+    // than the 16 MiB kept for a replay) after 100 ms. Its result post carries the old token,
+    // is refused (401, once the runtime read the whole body), and cannot be sent again whole.
+    let deadline = std::time::Instant::now() + WAIT;
+    for _ in 0..2 {
+        let polls = rt.stats().polls;
+        while rt.stats().polls == polls {
+            assert!(std::time::Instant::now() < deadline, "no poll arrived");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let old_token = rt.token();
+    rt.rotate_token(TokenRotation::Replace).unwrap();
+    let job_id = rt.enqueue(
+        "big_stream_after",
+        json!({"ms": 100, "items": 20, "len": 1 << 20}),
+    );
+    let result = match rt.wait_result(&job_id, WAIT).await {
+        Ok(r) => r,
+        Err(e) => panic!(
+            "no result ({e}); {:?}; module log:\n{}",
+            rt.stats(),
+            module.log()
+        ),
+    };
+    assert!(
+        result.body.len() < 4096,
+        "an error, never a prefix: {} bytes; {:?}",
+        result.body.len(),
+        rt.stats()
+    );
+    let v: Value = serde_json::from_slice(&result.body).unwrap();
+    let error = &v["error"];
+    assert_eq!(error["kind"], "ResultDeliveryFailed", "{v}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("401"), "says why: {message}");
+    let stats = rt.stats();
+    assert_eq!(stats.results_accepted, 1, "{stats:?}");
+    assert_eq!(stats.duplicate_results, 0, "{stats:?}");
+    assert_eq!(stats.auth_failures, 1, "{stats:?}");
+    let (status, log) = module.terminate().await;
+    assert!(status.success(), "{status}:\n{log}");
+    for token in [old_token, rt.token()] {
+        assert!(!log.contains(&token), "no token reaches the log");
+    }
+    rt.shutdown().await;
+}

@@ -819,6 +819,9 @@ impl RuntimeClient {
             return StreamDelivery::ItemFailed(job_error);
         }
         let Some(replay) = replay else {
+            // Refused with a token the file has since replaced: read the file now, so the error
+            // result that replaces this one goes out with the new token, not refused in turn.
+            let _ = self.token_renewed(sent, &error);
             return StreamDelivery::Failed(ClientError::Protocol {
                 during: DURING,
                 message: format!(

@@ -119,6 +119,14 @@ fn big_stream(items: i64, len: i64) -> impl Iterator<Item = String> {
     (0..items).map(move |_| item.clone())
 }
 
+/// Waits `ms` (on its blocking thread), then streams like `big_stream`: the result post starts
+/// only once it returns.
+#[compute_function]
+fn big_stream_after(ms: i64, items: i64, len: i64) -> impl Iterator<Item = String> {
+    std::thread::sleep(Duration::from_millis(ms.max(0).unsigned_abs()));
+    big_stream(items, len)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), cmod_runtime::Error> {
     cmod_runtime::run().await
