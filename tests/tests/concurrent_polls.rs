@@ -9,7 +9,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use cmod_local::{LocalRuntime, LocalRuntimeOptions};
+use cmod_local::{JobSpec, LocalRuntime, LocalRuntimeOptions};
 use cmod_tests::child::LoggedChild;
 use serde_json::json;
 use tokio::process::Command;
@@ -207,4 +207,53 @@ async fn with_the_option_failing_polls_back_off_together_and_recover() {
         "exit status {status:?}:\n{}",
         module.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_option_odd_envelopes_get_one_result_or_none_and_no_slot_is_lost() {
+    let rt = runtime(2).await;
+    let module = start_module(&rt, &[("CMOD_CONCURRENT_POLLS", "1")]);
+    rt.wait_for_schemas(WAIT).await.unwrap();
+
+    // Another envelope variant: one InvalidInput error result, from the poller that got it.
+    let id = rt.enqueue_job(JobSpec {
+        job_id: Some("v9-job".to_owned()),
+        raw_envelope: Some(json!({
+            "type": "computeModuleJobV9",
+            "computeModuleJobV9": {"jobId": "v9-job", "queryType": "add", "query": {"x": 2, "y": 2}}
+        })),
+        ..JobSpec::new("add", json!({}))
+    });
+    let v = rt.wait_result(&id, WAIT).await.unwrap().json().unwrap();
+    assert_eq!(v["error"]["kind"], "InvalidInput", "{v}");
+
+    // `..` cannot be a URL path segment: not run, nothing posted anywhere.
+    let unanswerable = rt.enqueue_job(JobSpec {
+        job_id: Some("..".to_owned()),
+        ..JobSpec::new("add", json!({"x": 1, "y": 1}))
+    });
+    wait_until("the unanswerable job to be logged", WAIT, || {
+        module.log().contains("cannot be answered")
+    })
+    .await;
+    assert!(rt.in_flight().iter().any(|j| j == &unanswerable));
+
+    // Both slots still poll and run jobs side by side: two 1 s jobs are held at once.
+    let ids: Vec<String> = (0..2)
+        .map(|_| rt.enqueue("sleep_ms", json!({"ms": 1000})))
+        .collect();
+    wait_until("both jobs to be held at once", WAIT, || {
+        let held = rt.in_flight();
+        ids.iter().all(|id| held.contains(id))
+    })
+    .await;
+    for id in &ids {
+        let r = rt.wait_result(id, WAIT).await.unwrap();
+        assert_eq!(r.json().unwrap(), json!(1000));
+    }
+    let stats = rt.stats();
+    assert_eq!(stats.unknown_job_results, 0, "{stats:?}");
+    assert_eq!(stats.schema_posts, 1, "{stats:?}");
+    assert_eq!(stats.duplicate_results, 0, "{stats:?}");
+    assert_eq!(stats.results_accepted, 3, "{stats:?}");
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::client::{ClientError, Polled};
+use super::client::{ClientError, Job, Polled};
 use super::job::{Shared, run_job};
 use super::outcome::{ErrorKind, JobError};
 use super::startup::{log_tls_error, post_schemas};
@@ -111,20 +111,10 @@ impl PollLoop<'_> {
                 tokio::spawn(async move { post_schemas(&shared.client, schemas).await });
             }
             match polled {
-                Ok(Polled::Job(job)) if shared.client.result_url(&job.job_id).is_err() => {
-                    // Not run: nothing it returned could be posted (`.`/`..` are no URL path
-                    // segment), and posting elsewhere would be worse.
+                Ok(Polled::Job(job)) if !answerable(shared, &job) => {
                     connected = true;
                     backoff.reset();
                     drop(permit);
-                    if let Err(e) = shared.client.result_url(&job.job_id) {
-                        tracing::error!(
-                            job_id = %job.job_id,
-                            function = %job.query_type,
-                            "job `{}` cannot be answered and is not run: {e}",
-                            job.job_id
-                        );
-                    }
                 }
                 Ok(Polled::Job(job)) => {
                     connected = true;
@@ -143,14 +133,9 @@ impl PollLoop<'_> {
                 Ok(Polled::Malformed { job_id, error }) => {
                     connected = true;
                     backoff.reset();
-                    tracing::error!(job_id = %job_id, "undecodable job envelope: {error}");
                     let shared = Arc::clone(shared);
                     jobs.spawn(async move {
-                        let e = JobError::new(
-                            ErrorKind::InvalidInput,
-                            format!("invalid job envelope: {error}"),
-                        );
-                        shared.client.deliver(&job_id, Err(e)).await;
+                        answer_malformed(&shared, &job_id, &error).await;
                         drop(permit);
                     });
                 }
@@ -353,26 +338,10 @@ impl Pollers {
                 self.connected.store(true, Ordering::Relaxed);
                 lock(&self.backoff).backoff.reset();
                 match polled {
-                    Polled::Job(job) => {
-                        if let Err(e) = shared.client.result_url(&job.job_id) {
-                            // Not run: nothing it returned could be posted.
-                            tracing::error!(
-                                job_id = %job.job_id,
-                                function = %job.query_type,
-                                "job `{}` cannot be answered and is not run: {e}",
-                                job.job_id
-                            );
-                            return;
-                        }
-                        run_job(shared, job).await;
-                    }
+                    Polled::Job(job) if answerable(shared, &job) => run_job(shared, job).await,
+                    Polled::Job(_) => {}
                     Polled::Malformed { job_id, error } => {
-                        tracing::error!(job_id = %job_id, "undecodable job envelope: {error}");
-                        let e = JobError::new(
-                            ErrorKind::InvalidInput,
-                            format!("invalid job envelope: {error}"),
-                        );
-                        shared.client.deliver(&job_id, Err(e)).await;
+                        answer_malformed(shared, &job_id, &error).await;
                     }
                     Polled::Empty => {}
                 }
@@ -399,6 +368,33 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 /// nothing half-done in it.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether a result of `job` can be posted; when not (`.`/`..` are no URL path segment, and
+/// posting elsewhere would be worse) the job is not run, and this is logged.
+fn answerable(shared: &Shared, job: &Job) -> bool {
+    match shared.client.result_url(&job.job_id) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(
+                job_id = %job.job_id,
+                function = %job.query_type,
+                "job `{}` cannot be answered and is not run: {e}",
+                job.job_id
+            );
+            false
+        }
+    }
+}
+
+/// A job whose envelope could not be decoded gets one `InvalidInput` error result.
+async fn answer_malformed(shared: &Shared, job_id: &str, error: &str) {
+    tracing::error!(job_id = %job_id, "undecodable job envelope: {error}");
+    let e = JobError::new(
+        ErrorKind::InvalidInput,
+        format!("invalid job envelope: {error}"),
+    );
+    shared.client.deliver(job_id, Err(e)).await;
 }
 
 fn log_poll_error(e: &ClientError, connected: bool) {
