@@ -1,7 +1,7 @@
 //! Compile-time behaviour of the macros (trybuild), `#[compute_function]` and `#[pipeline]` in
 //! one run (one build of the dependencies): every supported form compiles, every misuse fails
 //! with the committed message (`ui/**/fail/*.stderr`). Bless with
-//! `TRYBUILD=overwrite cargo test -p cmod-tests --test ui`, then read each changed `.stderr`.
+//! `TRYBUILD=overwrite cargo test -p cmod-ui-tests --test ui`, then read each changed `.stderr`.
 
 #[test]
 fn ui() {
