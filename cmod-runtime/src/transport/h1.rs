@@ -126,11 +126,11 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 const REWAKE_ROUNDS: usize = 8;
 
 /// The state machine doing one connection's I/O (hyper's `Connection`).
-type Driver = http1::Connection<TokioIo<Io>, Body>;
+type Driver = http1::Connection<TokioIo<Io>, TrackedBody>;
 
 /// One HTTP/1.1 connection: the handle requests go in through, and its I/O.
 struct Conn {
-    sender: SendRequest<Body>,
+    sender: SendRequest<TrackedBody>,
     io: ConnIo,
     /// How many reads and writes moved bytes: a connection finishing on its own
     /// ([`Pool::release`]) is given up on once this stops changing for the idle limit.
@@ -175,7 +175,7 @@ impl Wake for WakeFilter {
 }
 
 impl Conn {
-    fn new(sender: SendRequest<Body>, driver: Driver, activity: Arc<AtomicU64>) -> Self {
+    fn new(sender: SendRequest<TrackedBody>, driver: Driver, activity: Arc<AtomicU64>) -> Self {
         let filter = Arc::new(WakeFilter {
             polling: AtomicBool::new(false),
             woken: AtomicBool::new(false),
@@ -554,12 +554,9 @@ impl H1Client {
         request.headers_mut().insert(HOST, pool.host_header.clone());
         // Tells the connection when it is done with the body (see `Conn::body_done`).
         let body_done = Arc::new(AtomicBool::new(false));
-        let mut request = request.map(|body| {
-            TrackedBody {
-                inner: body,
-                _done: BodyDone(Arc::clone(&body_done)),
-            }
-            .boxed_unsync()
+        let mut request = request.map(|body| TrackedBody {
+            inner: body,
+            _done: BodyDone(Arc::clone(&body_done)),
         });
         loop {
             let (mut conn, reused) = match pool.checkout() {
