@@ -240,6 +240,32 @@ async fn invoke_exits_without_waiting_out_a_poll() {
 }
 
 #[tokio::test]
+async fn an_answered_invoke_is_not_reported_as_in_flight_at_shutdown() {
+    // The job's result was delivered (and printed) before the module stops: its drain must
+    // not announce it as a job still running. Before the fix, a run now and then logged
+    // `waiting for in-flight jobs in_flight=1` for it (its task was still finishing).
+    for _ in 0..8 {
+        let done = run(
+            MODULE,
+            &["--local", "--invoke", "add", r#"{"x": 2, "y": 3}"#],
+            &[],
+        )
+        .await;
+        assert_eq!(done.code, Some(0), "{}", done.output());
+        assert!(
+            done.stdout.contains(r#"add({"x": 2, "y": 3}) => 5"#),
+            "{}",
+            done.output()
+        );
+        assert!(
+            !done.stderr.contains("waiting for in-flight jobs"),
+            "an answered job was reported in flight:\n{}",
+            done.output()
+        );
+    }
+}
+
+#[tokio::test]
 async fn no_colours_when_stderr_is_not_a_terminal() {
     let done = run(
         MODULE,

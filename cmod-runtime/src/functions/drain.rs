@@ -9,6 +9,11 @@ use tokio::task::JoinSet;
 /// How long jobs that missed the grace period get to post their error results.
 const ERROR_POST_DRAIN: Duration = Duration::from_secs(10);
 
+/// A job whose result is posted but whose answer has not been read yet is still a task: it
+/// gets this long (out of the grace period) to finish before the drain says what is still
+/// running, so a job already answered is not announced as in flight.
+const SETTLE: Duration = Duration::from_millis(100);
+
 pub(crate) async fn drain(
     mut jobs: JoinSet<()>,
     stop: &watch::Sender<bool>,
@@ -16,20 +21,20 @@ pub(crate) async fn drain(
     grace_period: Duration,
 ) {
     let _ = stop.send(true);
-    // Jobs whose result was just posted are finishing their task: let them, so the count
-    // below is of jobs really still running.
-    tokio::task::yield_now().await;
-    while jobs.try_join_next().is_some() {}
-    let in_flight = jobs.len();
-    // The signal itself was logged once ("shutting down", `run::shutdown_signal`).
-    if in_flight > 0 {
-        tracing::info!(
-            in_flight,
-            grace_period_secs = grace_period.as_secs_f64(),
-            "waiting for in-flight jobs"
-        );
+    let settle = SETTLE.min(grace_period);
+    if tokio::time::timeout(settle, join_all(&mut jobs))
+        .await
+        .is_ok()
+    {
+        return;
     }
-    let drained = tokio::time::timeout(grace_period, join_all(&mut jobs)).await;
+    // The signal itself was logged once ("shutting down", `run::shutdown_signal`).
+    tracing::info!(
+        in_flight = jobs.len(),
+        grace_period_secs = grace_period.as_secs_f64(),
+        "waiting for in-flight jobs"
+    );
+    let drained = tokio::time::timeout(grace_period - settle, join_all(&mut jobs)).await;
     if drained.is_err() {
         tracing::warn!(
             remaining = jobs.len(),
