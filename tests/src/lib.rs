@@ -1,5 +1,24 @@
-//! Test-only crate: the end-to-end and compile-time suites are in `tests/`; this library holds
-//! what several of them share.
+//! Test-only crate: the end-to-end suites are in `tests/` (the compile-time ones are the
+//! `cmod-ui-tests` crate); this library holds what several of them share.
+
+/// Job envelopes of the runtime that cmod must answer without running a function.
+pub mod envelopes {
+    use cmod_local::JobSpec;
+    use serde_json::json;
+
+    /// A job (id `v9-job`) in an envelope variant cmod does not know, `computeModuleJobV9`: it
+    /// gets one `InvalidInput` error result naming the variant.
+    pub fn unknown_variant_job() -> JobSpec {
+        JobSpec {
+            job_id: Some("v9-job".to_owned()),
+            raw_envelope: Some(json!({
+                "type": "computeModuleJobV9",
+                "computeModuleJobV9": {"jobId": "v9-job", "queryType": "add", "query": {"x": 2, "y": 2}}
+            })),
+            ..JobSpec::new("add", json!({}))
+        }
+    }
+}
 
 pub mod log_capture {
     //! Capturing what the current thread logs through `tracing`.

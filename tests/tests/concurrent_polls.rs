@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use cmod_local::{JobSpec, LocalRuntime, LocalRuntimeOptions};
 use cmod_tests::child::LoggedChild;
+use cmod_tests::envelopes::unknown_variant_job;
 use serde_json::json;
 use tokio::process::Command;
 
@@ -216,14 +217,7 @@ async fn with_the_option_odd_envelopes_get_one_result_or_none_and_no_slot_is_los
     rt.wait_for_schemas(WAIT).await.unwrap();
 
     // Another envelope variant: one InvalidInput error result, from the poller that got it.
-    let id = rt.enqueue_job(JobSpec {
-        job_id: Some("v9-job".to_owned()),
-        raw_envelope: Some(json!({
-            "type": "computeModuleJobV9",
-            "computeModuleJobV9": {"jobId": "v9-job", "queryType": "add", "query": {"x": 2, "y": 2}}
-        })),
-        ..JobSpec::new("add", json!({}))
-    });
+    let id = rt.enqueue_job(unknown_variant_job());
     let v = rt.wait_result(&id, WAIT).await.unwrap().json().unwrap();
     assert_eq!(v["error"]["kind"], "InvalidInput", "{v}");
 

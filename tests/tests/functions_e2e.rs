@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cmod_local::{JobSpec, LocalRuntime, LocalRuntimeOptions};
+use cmod_tests::envelopes::unknown_variant_job;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -794,14 +795,7 @@ async fn job_ids_are_encoded_in_result_urls_and_odd_envelopes_still_get_one_resu
     assert_eq!(r.json().unwrap(), json!(4));
 
     // Another envelope variant: one error result, naming the variant.
-    let id = rt.enqueue_job(JobSpec {
-        job_id: Some("v9-job".to_owned()),
-        raw_envelope: Some(json!({
-            "type": "computeModuleJobV9",
-            "computeModuleJobV9": {"jobId": "v9-job", "queryType": "add", "query": {"x": 2, "y": 2}}
-        })),
-        ..JobSpec::new("add", json!({}))
-    });
+    let id = rt.enqueue_job(unknown_variant_job());
     let v = rt.wait_result(&id, WAIT).await.unwrap().json().unwrap();
     let (kind, message) = error_of(&v);
     assert_eq!(kind, "InvalidInput", "{v}");
