@@ -98,7 +98,7 @@ impl Plan {
         payload_jobs: 40,
         payload_reps: 3,
         stream_items: 100_000,
-        stream_reps: 3,
+        stream_reps: 5,
         utilization_jobs: 4_000,
     };
 
@@ -186,6 +186,9 @@ pub(crate) struct Results {
     pub(crate) payload: BTreeMap<usize, Vec<f64>>,
     /// Enqueue → complete result of each streaming repetition, by function.
     pub(crate) stream: BTreeMap<&'static str, Vec<Duration>>,
+    /// The same against a runtime whose server has a thread of its own
+    /// ([`streaming_own_thread`]).
+    pub(crate) stream_own_thread: BTreeMap<&'static str, Vec<Duration>>,
     /// `sleep_ms` jobs at 8 slots, by the sleep (ms): jobs/s and module CPU.
     pub(crate) utilization: BTreeMap<u64, Throughput>,
     /// Module CPU of the latency runs, by function (no rates).
@@ -239,6 +242,8 @@ struct Args {
     only: Option<Kind>,
     /// `--profile FUNCTION SLOTS SECONDS`: one module under one load, for `perf record -p`.
     profile: Option<(&'static str, usize, u64)>,
+    /// `--own-thread`: `--profile` against a runtime whose servers have a thread of their own.
+    own_thread: bool,
 }
 
 const HELP: &str = "\
@@ -259,6 +264,8 @@ options:
                  MAX_CONCURRENT_TASKS, print its pid, and keep it busy with FUNCTION
                  (add, add_async: 20,000-job batches; count, count_stream: 100,000-item
                  streams) for SECONDS, e.g. for `perf record -g -p PID` (BENCHMARKS.md)
+  --own-thread   with --profile: the runtime's servers on a thread of their own (a
+                 current-thread Tokio runtime), as in the second streaming figures
   --help         this text
 
 The Python SDK column needs `pip install foundry-compute-modules` for `python3` (or the
@@ -272,6 +279,7 @@ fn parse_args() -> Result<Option<Args>, BenchError> {
         python: true,
         only: None,
         profile: None,
+        own_thread: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -288,6 +296,7 @@ fn parse_args() -> Result<Option<Args>, BenchError> {
                 });
             }
             "--quick" => args.quick = true,
+            "--own-thread" => args.own_thread = true,
             "--no-python" => args.python = false,
             "--only" => {
                 args.only = Some(match it.next().as_deref() {
@@ -339,6 +348,11 @@ fn parse_args() -> Result<Option<Args>, BenchError> {
     if args.write.is_some() && args.quick {
         return Err(BenchError::Usage(
             "--quick results are not meant for BENCHMARKS.md; drop one of --quick / --write".into(),
+        ));
+    }
+    if args.own_thread && args.profile.is_none() {
+        return Err(BenchError::Usage(
+            "--own-thread goes with --profile (a full run measures streaming both ways)".into(),
         ));
     }
     Ok(Some(args))
@@ -407,9 +421,122 @@ async fn start_module(
     run_name: &str,
 ) -> Result<(LocalRuntime, Module, Duration), BenchError> {
     let rt = start_runtime(max_concurrent_tasks).await?;
-    let mut m = Module::spawn(imp, &rt, run_name)?;
-    let first_poll = m.time_to_first_poll(&rt, imp.kind).await?;
+    let (m, first_poll) = spawn_module(imp, &rt, run_name).await?;
     Ok((rt, m, first_poll))
+}
+
+/// Starts a module against `rt` and waits for its first poll.
+async fn spawn_module(
+    imp: &Implementation,
+    rt: &LocalRuntime,
+    run_name: &str,
+) -> Result<(Module, Duration), BenchError> {
+    let mut m = Module::spawn(imp, rt, run_name)?;
+    let first_poll = m.time_to_first_poll(rt, imp.kind).await?;
+    Ok((m, first_poll))
+}
+
+/// A [`LocalRuntime`] whose servers run on a current-thread Tokio runtime on an OS thread of
+/// its own, for [`streaming_own_thread`].
+struct OwnThreadRuntime {
+    rt: LocalRuntime,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl OwnThreadRuntime {
+    async fn start(max_concurrent_tasks: usize) -> Result<Self, BenchError> {
+        let (ready, started) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let io = |context: &str| {
+            let context = context.to_owned();
+            move |source| BenchError::Io { context, source }
+        };
+        let thread = std::thread::Builder::new()
+            .name("bench-runtime".into())
+            .spawn(move || {
+                let tokio = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let _ = ready.send(Err(io("building the runtime's own Tokio runtime")(e)));
+                        return;
+                    }
+                };
+                tokio.block_on(async move {
+                    let _ = ready.send(start_runtime(max_concurrent_tasks).await);
+                    // Keeps driving the servers until told to stop.
+                    let _ = stopped.await;
+                });
+            })
+            .map_err(io("spawning the runtime's thread"))?;
+        let rt = started.await.map_err(|_| {
+            io("starting the runtime on its own thread")(std::io::Error::other(
+                "the thread ended before the runtime started",
+            ))
+        })??;
+        Ok(Self { rt, stop, thread })
+    }
+
+    async fn shutdown(self) {
+        self.rt.shutdown().await;
+        let _ = self.stop.send(());
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
+}
+
+/// Streaming again, each module against a runtime whose servers run on a thread of their own
+/// (a current-thread Tokio runtime), implementations interleaved. In the bench process's
+/// multi-thread runtime, a server receiving a burst of small chunks reschedules its connection
+/// task once per chunk and wakes its idle worker for it (BENCHMARKS.md, "Streaming and the
+/// runtime's server"), so that figure also measures how bursty the sender is; here the
+/// receiver keeps up with every sender.
+async fn streaming_own_thread(contenders: &mut [Contender]) -> Result<(), BenchError> {
+    let mut live = Vec::new();
+    for c in contenders.iter() {
+        if c.throughput_only || c.streams.is_empty() {
+            live.push(None);
+            continue;
+        }
+        let rt = OwnThreadRuntime::start(1).await?;
+        let (m, _) = spawn_module(&c.imp, &rt.rt, "stream-own-thread").await?;
+        progress(c.imp.kind, "warm-up, streaming, runtime on its own thread");
+        for f in c.streams {
+            scenarios::streaming(&rt.rt, f, 1_000).await?;
+        }
+        live.push(Some((rt, m)));
+    }
+    for rep in 0..most(contenders, |c| c.plan.stream_reps) {
+        for (c, slot) in contenders.iter_mut().zip(&live) {
+            let Some((rt, _)) = slot else { continue };
+            if rep >= c.plan.stream_reps {
+                continue;
+            }
+            for f in c.streams {
+                progress(
+                    c.imp.kind,
+                    &format!(
+                        "streaming `{f}`, {} items, runtime on its own thread (#{})",
+                        c.plan.stream_items,
+                        rep + 1
+                    ),
+                );
+                let elapsed = scenarios::streaming(&rt.rt, f, c.plan.stream_items).await?;
+                c.results
+                    .stream_own_thread
+                    .entry(*f)
+                    .or_default()
+                    .push(elapsed);
+            }
+        }
+    }
+    for (rt, m) in live.into_iter().flatten() {
+        m.stop().await;
+        rt.shutdown().await;
+    }
+    Ok(())
 }
 
 /// Time to first poll: a fresh runtime and process per sample, implementations interleaved.
@@ -617,6 +744,7 @@ async fn phase(contenders: &mut [Contender], mct: usize) -> Result<(), BenchErro
 async fn measure_all(contenders: &mut [Contender]) -> Result<(), BenchError> {
     startup(contenders).await?;
     phase(contenders, 1).await?;
+    streaming_own_thread(contenders).await?;
     phase(contenders, 8).await
 }
 
@@ -631,7 +759,8 @@ async fn run() -> Result<(), BenchError> {
         return Ok(());
     };
     if let Some((function, slots, seconds)) = args.profile {
-        return profile(args.only.unwrap_or(Kind::Cmod), function, slots, seconds).await;
+        let kind = args.only.unwrap_or(Kind::Cmod);
+        return profile(kind, function, slots, seconds, args.own_thread).await;
     }
     let started = Instant::now();
     let load_before = load_average();
@@ -707,6 +836,7 @@ async fn profile(
     function: &'static str,
     slots: usize,
     seconds: u64,
+    own_thread: bool,
 ) -> Result<(), BenchError> {
     let imp = match kind {
         Kind::Cmod => Implementation::cmod(),
@@ -720,7 +850,15 @@ async fn profile(
             ));
         }
     };
-    let (rt, m, _) = start_module(&imp, slots, "profile").await?;
+    let own = match own_thread {
+        true => Some(OwnThreadRuntime::start(slots).await?),
+        false => None,
+    };
+    let rt = match &own {
+        Some(own) => own.rt.clone(),
+        None => start_runtime(slots).await?,
+    };
+    let (m, _) = spawn_module(&imp, &rt, "profile").await?;
     println!("{} pid {}", kind.label(), m.pid());
     let started = Instant::now();
     let cpu_before = m.cpu_time();
@@ -756,7 +894,10 @@ async fn profile(
         },
     );
     m.stop().await;
-    rt.shutdown().await;
+    match own {
+        Some(own) => own.shutdown().await,
+        None => rt.shutdown().await,
+    }
     Ok(())
 }
 
