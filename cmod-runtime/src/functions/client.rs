@@ -616,39 +616,48 @@ impl RuntimeClient {
         self.request(Method::POST, target, Some("application/octet-stream"), body)
     }
 
-    /// Delivers one job's outcome: the result (retried on transient failures with the body
-    /// buffered), or an error result. When the result cannot be delivered, a small
-    /// `ResultDeliveryFailed` error result is posted instead.
+    /// Delivers one job's outcome to its result URL, built here ([`Self::deliver_to`]).
     pub(crate) async fn deliver(
         &self,
         job_id: &str,
         outcome: Result<Output, JobError>,
     ) -> Delivery {
-        let url = match self.result_url(job_id) {
-            Ok(url) => url,
+        match self.result_url(job_id) {
+            Ok(url) => self.deliver_to(&url, job_id, outcome).await,
             Err(e) => {
                 tracing::error!("job `{job_id}` cannot be answered: {e}");
-                return Delivery::Lost;
+                Delivery::Lost
             }
-        };
+        }
+    }
+
+    /// Delivers one job's outcome to `url` (its [`Self::result_url`]): the result (retried on
+    /// transient failures with the body buffered), or an error result. When the result cannot
+    /// be delivered, a small `ResultDeliveryFailed` error result is posted instead.
+    pub(crate) async fn deliver_to(
+        &self,
+        url: &Target,
+        job_id: &str,
+        outcome: Result<Output, JobError>,
+    ) -> Delivery {
         let failure = match outcome {
             Ok(Output::Json(bytes)) => {
                 match self
-                    .post_bytes_with_retries(&url, Bytes::from(bytes), RESULT_ATTEMPTS)
+                    .post_bytes_with_retries(url, Bytes::from(bytes), RESULT_ATTEMPTS)
                     .await
                 {
                     Ok(()) => return Delivery::Result,
                     Err(e) => e,
                 }
             }
-            Ok(Output::Stream(stream)) => match self.post_stream(&url, stream).await {
+            Ok(Output::Stream(stream)) => match self.post_stream(url, stream).await {
                 StreamDelivery::Delivered => return Delivery::Result,
                 StreamDelivery::ItemFailed(job_error) => {
-                    return self.deliver_error_to(&url, job_id, &job_error).await;
+                    return self.deliver_error_to(url, job_id, &job_error).await;
                 }
                 StreamDelivery::Failed(e) => e,
             },
-            Err(job_error) => return self.deliver_error_to(&url, job_id, &job_error).await,
+            Err(job_error) => return self.deliver_error_to(url, job_id, &job_error).await,
         };
         tracing::error!(
             "could not deliver the result of job {job_id}: {failure}; posting an error result instead"
@@ -659,7 +668,7 @@ impl RuntimeClient {
         );
         match self
             .post_bytes_with_retries(
-                &url,
+                url,
                 Bytes::from(replacement.to_result_body()),
                 FALLBACK_ATTEMPTS,
             )
@@ -684,7 +693,12 @@ impl RuntimeClient {
         }
     }
 
-    async fn deliver_error_to(&self, url: &Target, job_id: &str, error: &JobError) -> Delivery {
+    pub(crate) async fn deliver_error_to(
+        &self,
+        url: &Target,
+        job_id: &str,
+        error: &JobError,
+    ) -> Delivery {
         let body = Bytes::from(error.to_result_body());
         match self
             .post_bytes_with_retries(url, body, RESULT_ATTEMPTS)

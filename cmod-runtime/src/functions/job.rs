@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::call::panic_message;
-use super::client::{Delivery, Job, RuntimeClient};
+use super::client::{Delivery, Job, RuntimeClient, Target};
 use super::outcome::{ErrorKind, JobError, JobInput, Output};
 use super::registry::{FunctionDef, Registry};
 use crate::context::Context;
@@ -23,7 +23,9 @@ pub(super) struct Shared {
     pub(super) hard_stop: watch::Receiver<bool>,
 }
 
-pub(super) async fn run_job(shared: &Shared, job: Job) {
+/// Runs `job` and posts its one result to `url`, its result URL (built once, by the poll loop
+/// when it checked the job can be answered).
+pub(super) async fn run_job(shared: &Shared, job: Job, url: Target) {
     let span = tracing::info_span!("job", job_id = %job.job_id, function = %job.query_type);
     async {
         let started = std::time::Instant::now();
@@ -37,7 +39,7 @@ pub(super) async fn run_job(shared: &Shared, job: Job) {
             // nothing), and the job gets its one Shutdown error instead.
             let mut hard_stop = shared.hard_stop.clone();
             let stopped = tokio::select! {
-                delivery = shared.client.deliver(&job_id, outcome) => Some(delivery),
+                delivery = shared.client.deliver_to(&url, &job_id, outcome) => Some(delivery),
                 _ = hard_stop.wait_for(|s| *s) => None,
             };
             match stopped {
@@ -46,11 +48,11 @@ pub(super) async fn run_job(shared: &Shared, job: Job) {
                     kind = Some(ErrorKind::Shutdown);
                     let error = shutdown_error();
                     message = Some(error.message().to_owned());
-                    shared.client.deliver_error(&job_id, &error).await
+                    shared.client.deliver_error_to(&url, &job_id, &error).await
                 }
             }
         } else {
-            shared.client.deliver(&job_id, outcome).await
+            shared.client.deliver_to(&url, &job_id, outcome).await
         };
         match (kind, delivery) {
             (None, Delivery::Result) => tracing::debug!(

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::client::{ClientError, Job, Polled};
+use super::client::{ClientError, Job, Polled, Target};
 use super::job::{Shared, run_job};
 use super::outcome::{ErrorKind, JobError};
 use super::startup::{log_tls_error, post_schemas};
@@ -111,23 +111,23 @@ impl PollLoop<'_> {
                 tokio::spawn(async move { post_schemas(&shared.client, schemas).await });
             }
             match polled {
-                Ok(Polled::Job(job)) if !answerable(shared, &job) => {
-                    connected = true;
-                    backoff.reset();
-                    drop(permit);
-                }
                 Ok(Polled::Job(job)) => {
                     connected = true;
                     backoff.reset();
-                    let shared = Arc::clone(shared);
-                    let job: JobFuture = Box::pin(async move {
-                        run_job(&shared, job).await;
-                        drop(permit);
-                    });
-                    if slots.available_permits() == 0 && !shutting_down {
-                        inline = Some(job);
-                    } else {
-                        jobs.spawn(job);
+                    match result_target(shared, &job) {
+                        None => drop(permit),
+                        Some(url) => {
+                            let shared = Arc::clone(shared);
+                            let job: JobFuture = Box::pin(async move {
+                                run_job(&shared, job, url).await;
+                                drop(permit);
+                            });
+                            if slots.available_permits() == 0 && !shutting_down {
+                                inline = Some(job);
+                            } else {
+                                jobs.spawn(job);
+                            }
+                        }
                     }
                 }
                 Ok(Polled::Malformed { job_id, error }) => {
@@ -338,8 +338,11 @@ impl Pollers {
                 self.connected.store(true, Ordering::Relaxed);
                 lock(&self.backoff).backoff.reset();
                 match polled {
-                    Polled::Job(job) if answerable(shared, &job) => run_job(shared, job).await,
-                    Polled::Job(_) => {}
+                    Polled::Job(job) => {
+                        if let Some(url) = result_target(shared, &job) {
+                            run_job(shared, job, url).await;
+                        }
+                    }
                     Polled::Malformed { job_id, error } => {
                         answer_malformed(shared, &job_id, &error).await;
                     }
@@ -370,11 +373,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Whether a result of `job` can be posted; when not (`.`/`..` are no URL path segment, and
-/// posting elsewhere would be worse) the job is not run, and this is logged.
-fn answerable(shared: &Shared, job: &Job) -> bool {
+/// Where the result of `job` is posted, if it can be; when not (`.`/`..` are no URL path
+/// segment, and posting elsewhere would be worse) the job is not run, and this is logged.
+fn result_target(shared: &Shared, job: &Job) -> Option<Target> {
     match shared.client.result_url(&job.job_id) {
-        Ok(_) => true,
+        Ok(url) => Some(url),
         Err(e) => {
             tracing::error!(
                 job_id = %job.job_id,
@@ -382,7 +385,7 @@ fn answerable(shared: &Shared, job: &Job) -> bool {
                 "job `{}` cannot be answered and is not run: {e}",
                 job.job_id
             );
-            false
+            None
         }
     }
 }
