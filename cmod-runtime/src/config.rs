@@ -62,7 +62,12 @@ pub(crate) fn parse_concurrent_polls(raw: &str) -> Result<bool, String> {
 pub const LOCAL_OPT_IN_VAR: &str = vars::CMOD_LOCAL;
 
 /// A validated functions-mode configuration.
+///
+/// Made by [`RuntimeConfig::from_env`] or [`RuntimeConfig::from_lookup`]; its fields
+/// can be changed afterwards. `#[non_exhaustive]`: a later version may add fields (as
+/// `concurrent_polls` was added), so it is not built with a struct literal outside this crate.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RuntimeConfig {
     /// Where to GET jobs.
     pub get_job_uri: String,
