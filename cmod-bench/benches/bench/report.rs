@@ -547,31 +547,25 @@ impl Report<'_> {
     }
 
     fn targets(&self) -> String {
-        let mut out = String::from("### Targets (DESIGN.md, \"Performance targets\")\n\n");
+        let mut out =
+            String::from("### Targets (DESIGN.md, \"Performance targets\"; issue 15)\n\n");
+        out.push_str(
+            "DESIGN.md measures the job loop against the hyper floor (raw hyper on one thread): a \
+             trivial function sustains ≥ 90% of its job rate and spends ≤ 1.5× its module CPU per \
+             job. `fn add` pays the hop to Tokio's blocking pool that issue 4 requires of sync \
+             functions; the floor computes inline. At 8 slots the floor runs 8 pollers while \
+             cmod's default polls once at a time (issue 4); concurrent polls are the opt-in. Rows \
+             marked (issue 15) are that issue's targets.\n\n",
+        );
         out.push_str("| Target | Measured | Status |\n|---|---:|---|\n");
         let status = |ok: bool| if ok { "met" } else { "**missed**" };
-        let (Some(c), Some(b)) = (self.get(Kind::Cmod), self.get(Kind::Baseline)) else {
-            out.push_str("| (cmod and the baseline must both run) | — | — |\n\n");
+        let Some(c) = self.get(Kind::Cmod) else {
+            out.push_str("| (cmod must run) | — | — |\n\n");
             return out;
         };
         let tput = |r: &Results, f: &'static str, mct: usize| {
             r.throughput.get(&(f, mct)).and_then(Throughput::median)
         };
-        for mct in [1, 8] {
-            for f in [ADD_ASYNC, ADD] {
-                if let (Some(cv), Some(bv)) = (tput(c, f, mct), tput(b, ADD, mct)) {
-                    percent_row(
-                        &mut out,
-                        &format!(
-                            "Throughput ≥ 90% of the baseline, {}, MAX_CONCURRENT_TASKS={mct}",
-                            function_label(f),
-                        ),
-                        cv / bv,
-                        0.9,
-                    );
-                }
-            }
-        }
         if let Some(h) = self.get(Kind::Floor) {
             let cpu = |r: &Results, f: &'static str, mct: usize| {
                 r.throughput
@@ -579,36 +573,51 @@ impl Report<'_> {
                     .and_then(Throughput::cpu_per_job)
                     .map(|d| d.as_secs_f64())
             };
-            if let (Some(cc), Some(hc)) = (cpu(c, ADD_ASYNC, 1), cpu(h, ADD, 1)) {
-                let r = cc / hc;
-                let _ = writeln!(
-                    out,
-                    "| Module CPU per trivial job ≤ 1.5× the hyper floor's, `async fn add`, MAX_CONCURRENT_TASKS=1 (issue 15) | {r:.2}× | {} |",
-                    status(r <= 1.5)
-                );
+            let mut contenders = vec![
+                (c, ADD_ASYNC, 1, ""),
+                (c, ADD, 1, ""),
+                (c, ADD_ASYNC, UTILIZATION_SLOTS, ""),
+                (c, ADD, UTILIZATION_SLOTS, ""),
+            ];
+            if let Some(cc) = self.get(Kind::CmodConcurrent) {
+                contenders.push((cc, ADD_ASYNC, UTILIZATION_SLOTS, ", concurrent polls"));
             }
-            if let (Some(cv), Some(hv)) = (tput(c, ADD_ASYNC, 1), tput(h, ADD, 1)) {
-                percent_row(
-                    &mut out,
-                    "Throughput ≥ 80% of the hyper floor, `async fn add`, MAX_CONCURRENT_TASKS=1 (issue 15)",
-                    cv / hv,
-                    0.8,
-                );
-            }
-            if let Some(cc) = self.get(Kind::CmodConcurrent)
-                && let (Some(cv), Some(hv)) = (
-                    tput(cc, ADD_ASYNC, UTILIZATION_SLOTS),
-                    tput(h, ADD, UTILIZATION_SLOTS),
-                )
-            {
-                percent_row(
-                    &mut out,
-                    &format!(
-                        "With concurrent polls, trivial jobs ≥ 80% of the floor's {UTILIZATION_SLOTS}-poller rate (issue 15)"
-                    ),
-                    cv / hv,
-                    0.8,
-                );
+            for (r, f, mct, how) in contenders {
+                let what = format!("{}{how}, MAX_CONCURRENT_TASKS={mct}", function_label(f));
+                // The issue's own thresholds where it sets one for this figure.
+                let issue_15 = (f == ADD_ASYNC && (mct == 1 || !how.is_empty())).then_some(0.8);
+                if let (Some(cv), Some(hv)) = (tput(r, f, mct), tput(h, ADD, mct)) {
+                    percent_row(
+                        &mut out,
+                        &format!("Job rate ≥ 90% of the hyper floor's, {what} (DESIGN)"),
+                        cv / hv,
+                        0.9,
+                    );
+                    if let Some(min) = issue_15 {
+                        percent_row(
+                            &mut out,
+                            &format!(
+                                "Job rate ≥ {:.0}% of the hyper floor's, {what} (issue 15)",
+                                min * 100.0
+                            ),
+                            cv / hv,
+                            min,
+                        );
+                    }
+                }
+                if let (Some(cc), Some(hc)) = (cpu(r, f, mct), cpu(h, ADD, mct)) {
+                    let ratio = cc / hc;
+                    let whose = if f == ADD_ASYNC && mct == 1 && how.is_empty() {
+                        "DESIGN; issue 15"
+                    } else {
+                        "DESIGN"
+                    };
+                    let _ = writeln!(
+                        out,
+                        "| Module CPU per job ≤ 1.5× the hyper floor's, {what} ({whose}) | {ratio:.2}× | {} |",
+                        status(ratio <= 1.5)
+                    );
+                }
             }
             for ms in UTILIZATION_MS {
                 let rate = |r: &Results| r.utilization.get(&ms).and_then(Throughput::median);
@@ -641,8 +650,9 @@ impl Report<'_> {
             ),
             (true, "the runtime's server on a thread of its own"),
         ] {
-            if let (Some(cv), Some(bv)) =
-                (iterator_rate(c, own_thread), iterator_rate(b, own_thread))
+            if let Some(b) = self.get(Kind::Baseline)
+                && let (Some(cv), Some(bv)) =
+                    (iterator_rate(c, own_thread), iterator_rate(b, own_thread))
             {
                 percent_row(
                     &mut out,
