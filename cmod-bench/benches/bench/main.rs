@@ -263,7 +263,9 @@ options:
                  no figures: start one module (`--only`, default cmod) with SLOTS as
                  MAX_CONCURRENT_TASKS, print its pid, and keep it busy with FUNCTION
                  (add, add_async: 20,000-job batches; count, count_stream: 100,000-item
-                 streams) for SECONDS, e.g. for `perf record -g -p PID` (BENCHMARKS.md)
+                 streams; sleep_ms: batches of 4,000 jobs sleeping 1 ms, the slot
+                 utilization load) for SECONDS, e.g. for `perf record -g -p PID`
+                 (BENCHMARKS.md)
   --own-thread   with --profile: the runtime's servers on a thread of their own (a
                  current-thread Tokio runtime), as in the second streaming figures
   --help         this text
@@ -326,6 +328,7 @@ fn parse_args() -> Result<Option<Args>, BenchError> {
                     Some(ADD_ASYNC) => ADD_ASYNC,
                     Some(COUNT) => COUNT,
                     Some(COUNT_STREAM) => COUNT_STREAM,
+                    Some(SLEEP_MS) => SLEEP_MS,
                     _ => return Err(usage()),
                 };
                 let slots = it.next().and_then(|s| s.parse().ok()).ok_or_else(usage)?;
@@ -869,6 +872,9 @@ async fn profile(
             COUNT | COUNT_STREAM => {
                 scenarios::streaming(&rt, function, Plan::FULL.stream_items).await?;
             }
+            SLEEP_MS => {
+                scenarios::utilization(&rt, 1, Plan::FULL.utilization_jobs).await?;
+            }
             _ => {
                 scenarios::throughput(&rt, function, Plan::FULL.throughput_jobs).await?;
             }
@@ -879,6 +885,7 @@ async fn profile(
     let wall = started.elapsed();
     let per_round = match function {
         COUNT | COUNT_STREAM => Plan::FULL.stream_items,
+        SLEEP_MS => Plan::FULL.utilization_jobs as u64,
         _ => Plan::FULL.throughput_jobs as u64,
     };
     let units = (rounds * per_round).max(1);
