@@ -99,7 +99,9 @@ impl Plan {
         payload_reps: 3,
         stream_items: 100_000,
         stream_reps: 5,
-        utilization_jobs: 4_000,
+        // ~4 s per sample at 8 slots: with 4,000 (~1.3 s) one scheduling hiccup on the
+        // shared machine moved a median by 5 % (BENCHMARKS.md).
+        utilization_jobs: 12_000,
     };
 
     /// The Python SDK is an order of magnitude slower: fewer jobs, one repetition.
@@ -263,7 +265,7 @@ options:
                  no figures: start one module (`--only`, default cmod) with SLOTS as
                  MAX_CONCURRENT_TASKS, print its pid, and keep it busy with FUNCTION
                  (add, add_async: 20,000-job batches; count, count_stream: 100,000-item
-                 streams; sleep_ms: batches of 4,000 jobs sleeping 1 ms, the slot
+                 streams; sleep_ms: batches of 12,000 jobs sleeping 1 ms, the slot
                  utilization load) for SECONDS, e.g. for `perf record -g -p PID`
                  (BENCHMARKS.md)
   --own-thread   with --profile: the runtime's servers on a thread of their own (a
