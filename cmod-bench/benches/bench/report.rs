@@ -85,6 +85,19 @@ fn percent_row(out: &mut String, target: &str, ratio: f64, min: f64) {
     let _ = writeln!(out, "| {target} | {measured} | {status} |");
 }
 
+/// Items per second of the median streaming run of `f`: against the runtime in the bench's
+/// multi-thread runtime, or (`own_thread`) against one whose servers have a thread of their own.
+fn stream_rate(r: &Results, f: &str, own_thread: bool) -> Option<f64> {
+    let runs = if own_thread {
+        &r.stream_own_thread
+    } else {
+        &r.stream
+    };
+    runs.get(f)
+        .and_then(|v| median_duration(v))
+        .map(|d| r.plan.stream_items as f64 / d.as_secs_f64())
+}
+
 /// One figure of the table.
 struct Row {
     figure: String,
@@ -271,17 +284,13 @@ impl Report<'_> {
         }
         let items = thousands(plan.stream_items as f64);
         for f in [COUNT_STREAM, COUNT] {
-            let stream =
-                |r: &Results, f: &'static str| r.stream.get(f).and_then(|v| median_duration(v));
             rows.push(Row {
                 figure: format!(
                     "Streaming {items} items from one function, {} (items/s; median of {})",
                     function_label(f),
                     plan.stream_reps
                 ),
-                values: self.per_function(f, |r, f| {
-                    stream(r, f).map(|d| r.plan.stream_items as f64 / d.as_secs_f64())
-                }),
+                values: self.per_function(f, |r, f| stream_rate(r, f, false)),
                 format: thousands,
             });
         }
@@ -292,12 +301,7 @@ impl Report<'_> {
                     function_label(f),
                     plan.stream_reps
                 ),
-                values: self.per_function(f, |r, f| {
-                    r.stream_own_thread
-                        .get(f)
-                        .and_then(|v| median_duration(v))
-                        .map(|d| r.plan.stream_items as f64 / d.as_secs_f64())
-                }),
+                values: self.per_function(f, |r, f| stream_rate(r, f, true)),
                 format: thousands,
             });
         }
@@ -633,16 +637,6 @@ impl Report<'_> {
                 }
             }
         }
-        let iterator_rate = |r: &Results, own_thread: bool| {
-            let runs = if own_thread {
-                &r.stream_own_thread
-            } else {
-                &r.stream
-            };
-            runs.get(COUNT)
-                .and_then(|v| median_duration(v))
-                .map(|d| r.plan.stream_items as f64 / d.as_secs_f64())
-        };
         for (own_thread, server) in [
             (
                 false,
@@ -651,8 +645,10 @@ impl Report<'_> {
             (true, "the runtime's server on a thread of its own"),
         ] {
             if let Some(b) = self.get(Kind::Baseline)
-                && let (Some(cv), Some(bv)) =
-                    (iterator_rate(c, own_thread), iterator_rate(b, own_thread))
+                && let (Some(cv), Some(bv)) = (
+                    stream_rate(c, COUNT, own_thread),
+                    stream_rate(b, COUNT, own_thread),
+                )
             {
                 percent_row(
                     &mut out,
